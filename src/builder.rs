@@ -1,0 +1,174 @@
+//! Building a [`KafkaSse`]: the client configuration and the options shared by its streams.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+use crate::lookup::Lookup;
+use crate::{Deserializer, Error, EventIdCodec, JsonPassThrough, KafkaSse, OffsetIds};
+
+/// Options shared by every stream of one [`KafkaSse`].
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) event_ids: Arc<dyn EventIdCodec>,
+    pub(crate) deserializer: Arc<dyn Deserializer>,
+    pub(crate) heartbeat: Duration,
+    pub(crate) retry: Option<Duration>,
+    pub(crate) max_connection_duration: Option<Duration>,
+    pub(crate) lookup_timeout: Duration,
+    pub(crate) metadata_max_age: Duration,
+    pub(crate) consumer_queue_kbytes: u32,
+    pub(crate) max_last_event_id_len: usize,
+    pub(crate) max_partitions: usize,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("heartbeat", &self.heartbeat)
+            .field("retry", &self.retry)
+            .field("max_connection_duration", &self.max_connection_duration)
+            .field("lookup_timeout", &self.lookup_timeout)
+            .field("consumer_queue_kbytes", &self.consumer_queue_kbytes)
+            .field("max_last_event_id_len", &self.max_last_event_id_len)
+            .field("max_partitions", &self.max_partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`KafkaSse`] from an rdkafka [`ClientConfig`] and options.
+///
+/// Setters never fail; [`build`](Self::build) validates the configuration once.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kafka_sse::{rdkafka::ClientConfig, JsonWithMeta, KafkaSse, TimestampIds};
+///
+/// let mut config = ClientConfig::new();
+/// config.set("bootstrap.servers", "127.0.0.1:9092");
+/// let sse = KafkaSse::builder(config)
+///     .deserializer(JsonWithMeta)
+///     .event_ids(TimestampIds)
+///     .heartbeat(Duration::from_secs(5))
+///     .build()?;
+/// # Ok::<_, kafka_sse::Error>(())
+/// ```
+#[must_use = "a builder does nothing until build is called"]
+pub struct KafkaSseBuilder {
+    config: ClientConfig,
+    settings: Settings,
+}
+
+impl KafkaSseBuilder {
+    pub(crate) fn new(config: ClientConfig) -> Self {
+        KafkaSseBuilder {
+            config,
+            settings: Settings {
+                event_ids: Arc::new(OffsetIds),
+                deserializer: Arc::new(JsonPassThrough),
+                heartbeat: Duration::from_secs(15),
+                retry: None,
+                max_connection_duration: None,
+                lookup_timeout: Duration::from_secs(5),
+                metadata_max_age: Duration::from_secs(30),
+                consumer_queue_kbytes: 1024,
+                max_last_event_id_len: 64 * 1024,
+                max_partitions: 1024,
+            },
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn settings(self) -> Settings {
+        self.settings
+    }
+
+    /// The event-id codec. Defaults to [`OffsetIds`].
+    pub fn event_ids(mut self, codec: impl EventIdCodec) -> Self {
+        self.settings.event_ids = Arc::new(codec);
+        self
+    }
+
+    /// The message deserializer. Defaults to [`JsonPassThrough`].
+    pub fn deserializer(mut self, deserializer: impl Deserializer) -> Self {
+        self.settings.deserializer = Arc::new(deserializer);
+        self
+    }
+
+    /// How long a stream may stay silent before it sends a heartbeat comment (or an id-only
+    /// frame, when a filter dropped events meanwhile). Defaults to 15 seconds.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.settings.heartbeat = interval;
+        self
+    }
+
+    /// A `retry:` reconnection delay sent to SSE clients when the stream opens. Defaults to
+    /// none, which leaves the client's own default.
+    pub fn retry(mut self, delay: Duration) -> Self {
+        self.settings.retry = Some(delay);
+        self
+    }
+
+    /// The longest a stream stays open; it then ends cleanly after a whole frame and clients
+    /// resume with their last id. Defaults to no limit.
+    pub fn max_connection_duration(mut self, duration: Duration) -> Self {
+        self.settings.max_connection_duration = Some(duration);
+        self
+    }
+
+    /// How long a Kafka look-up (metadata, offsets) may take before the request fails with
+    /// 503. Defaults to 5 seconds.
+    pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.lookup_timeout = timeout;
+        self
+    }
+
+    /// How long cached topic metadata (partition counts) is trusted. A request naming a
+    /// partition the cache does not know refreshes it at once. Defaults to 30 seconds.
+    pub fn metadata_max_age(mut self, age: Duration) -> Self {
+        self.settings.metadata_max_age = age;
+        self
+    }
+
+    /// The most message data, in KiB, a stream's consumer prefetches
+    /// (librdkafka's `queued.max.messages.kbytes`, whose own default is 64 MiB). Defaults to
+    /// 1024 KiB. A `queued.max.messages.kbytes` in the client configuration wins.
+    pub fn consumer_queue_kbytes(mut self, kbytes: u32) -> Self {
+        self.settings.consumer_queue_kbytes = kbytes.max(1);
+        self
+    }
+
+    /// The longest `Last-Event-ID` accepted, in bytes; longer ones get 400. Defaults to
+    /// 64 KiB.
+    pub fn max_last_event_id_len(mut self, bytes: usize) -> Self {
+        self.settings.max_last_event_id_len = bytes;
+        self
+    }
+
+    /// The most partitions one request may assign; more gets 400. Defaults to 1024.
+    pub fn max_partitions(mut self, partitions: usize) -> Self {
+        self.settings.max_partitions = partitions;
+        self
+    }
+
+    /// Creates the shared look-up client and returns the service.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when librdkafka rejects the configuration.
+    pub fn build(self) -> Result<KafkaSse, Error> {
+        let lookup = Lookup::new(&self.config, &self.settings)?;
+        Ok(KafkaSse::from_parts(self.config, self.settings, lookup))
+    }
+}
+
+impl fmt::Debug for KafkaSseBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSseBuilder")
+            .field("bootstrap.servers", &self.config.get("bootstrap.servers"))
+            .field("settings", &self.settings)
+            .finish()
+    }
+}

@@ -1,0 +1,154 @@
+//! The per-stream Kafka consumer, seen by the stream as a source of messages.
+
+use std::sync::Arc;
+
+use futures::stream::{self, BoxStream, StreamExt};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::builder::Settings;
+use crate::{Error, Message, PartitionPosition};
+
+/// Messages in per-partition order, or the error that ends the stream.
+///
+/// The stream of one consumer is the only source today; the live-tail fan-out plugs in here
+/// too.
+pub(crate) type MessageSource = BoxStream<'static, Result<Message, Error>>;
+
+/// The consumer configuration for one stream: no group, no commits, and a small prefetch
+/// so memory per connection stays bounded.
+pub(crate) fn consumer_config(base: &ClientConfig, settings: &Settings) -> ClientConfig {
+    let mut config = base.clone();
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        // Only reached when retention deletes data under a reading stream: continue from
+        // the oldest message left rather than jumping to the newest.
+        .set("auto.offset.reset", "earliest");
+    let defaults = [
+        (
+            "queued.max.messages.kbytes",
+            settings.consumer_queue_kbytes.to_string(),
+        ),
+        ("queued.min.messages", "1000".to_owned()),
+        // librdkafka waits up to a second before refetching once its queue was full; a
+        // stream that drains its queue quickly wants the next fetch sooner.
+        ("fetch.queue.backoff.ms", "10".to_owned()),
+        ("client.id", "kafka-sse".to_owned()),
+    ];
+    for (key, value) in defaults {
+        if config.get(key).is_none() {
+            config.set(key, value);
+        }
+    }
+    config
+}
+
+/// Creates a consumer assigned at `positions` and returns its messages as a source.
+///
+/// Blocks briefly in librdkafka; call it on the blocking pool, inside a tokio runtime.
+pub(crate) fn open(
+    config: &ClientConfig,
+    positions: &[PartitionPosition],
+) -> Result<MessageSource, Error> {
+    let consumer: StreamConsumer = config.create().map_err(Error::Config)?;
+    let mut assignment = TopicPartitionList::new();
+    for position in positions {
+        assignment
+            .add_partition_offset(
+                &position.topic,
+                position.partition,
+                Offset::Offset(position.next_offset),
+            )
+            .map_err(|source| Error::KafkaUnavailable {
+                operation: "assigning partitions",
+                source,
+            })?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|source| Error::KafkaUnavailable {
+            operation: "assigning partitions",
+            source,
+        })?;
+    let topics: Vec<Arc<str>> = positions.iter().map(|p| p.topic.clone()).collect();
+    Ok(messages(ReleasedOnDrop(Some(consumer)), topics))
+}
+
+fn messages(consumer: ReleasedOnDrop, topics: Vec<Arc<str>>) -> MessageSource {
+    stream::unfold((consumer, topics), |(consumer, topics)| async move {
+        loop {
+            let received = consumer.get().recv().await;
+            match received {
+                Ok(message) => {
+                    let topic = topics
+                        .iter()
+                        .find(|t| ***t == *rdkafka::Message::topic(&message))
+                        .cloned()
+                        .unwrap_or_else(|| rdkafka::Message::topic(&message).into());
+                    let message = Message::from_kafka(&message, topic);
+                    return Some((Ok(message), (consumer, topics)));
+                }
+                Err(error) if is_transient(&error) => {
+                    tracing::warn!(%error, "kafka consumer error; librdkafka retries");
+                    metrics::counter!("kafka_sse_consumer_errors_total", "fatal" => "false")
+                        .increment(1);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "kafka consumer failed; ending the stream");
+                    metrics::counter!("kafka_sse_consumer_errors_total", "fatal" => "true")
+                        .increment(1);
+                    return Some((Err(Error::Consumer(error)), (consumer, topics)));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Whether librdkafka recovers from `error` on its own (lost connections, leader changes,
+/// time-outs), so the stream should wait rather than end.
+fn is_transient(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::MessageConsumptionFatal(_) => false,
+        KafkaError::PartitionEOF(_) => true,
+        KafkaError::MessageConsumption(code) => !matches!(
+            code,
+            RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::InvalidArgument
+        ),
+        _ => true,
+    }
+}
+
+/// Owns the consumer and destroys it on the blocking pool: librdkafka joins its threads on
+/// destroy, which must not stall an async worker.
+struct ReleasedOnDrop(Option<StreamConsumer>);
+
+impl ReleasedOnDrop {
+    fn get(&self) -> &StreamConsumer {
+        self.0.as_ref().expect("the consumer is only taken on drop")
+    }
+}
+
+impl Drop for ReleasedOnDrop {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        metrics::counter!("kafka_sse_consumers_released_total").increment(1);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(consumer));
+            }
+            Err(_) => drop(consumer),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Integration with the `http` crate's types, for any server built on them.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderMap, Response};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::{Error, EventStream, StreamRequest};
+
+/// The `Last-Event-ID` request header.
+pub const LAST_EVENT_ID_HEADER: HeaderName = HeaderName::from_static("last-event-id");
+
+/// The response header holding the stream's resolved start positions, in event-id form.
+///
+/// It tells the client where its stream really starts, before any event: after an offset was
+/// moved into the partition's log, or a time or the live end was resolved.
+pub const START_ID_HEADER: HeaderName = HeaderName::from_static("kafka-sse-start-id");
+
+impl StreamRequest {
+    /// Builds a request for `topics` from an HTTP request's parts.
+    ///
+    /// Reads the `Last-Event-ID` header (or, when absent, a `last-event-id` query parameter,
+    /// since browsers cannot set the header on a first connect), the `since` query parameter,
+    /// and the `Accept` header for the format. Everything is checked when the stream opens.
+    ///
+    /// ```
+    /// use kafka_sse::{Format, StreamRequest};
+    ///
+    /// let (parts, ()) = http::Request::get("/v2/stream/rc?since=2026-11-22")
+    ///     .header("accept", "application/json")
+    ///     .body(())
+    ///     .unwrap()
+    ///     .into_parts();
+    /// let request = StreamRequest::from_http(["recentchange"], &parts)?;
+    /// assert_eq!(request.topics(), ["recentchange"]);
+    /// # Ok::<_, kafka_sse::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLastEventId`] when the header is not UTF-8.
+    pub fn from_http<I, S>(topics: I, parts: &http::request::Parts) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut request = StreamRequest::new(topics);
+        let mut query_last_event_id = None;
+        for (name, value) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
+            match &*name {
+                "since" => request.since = Some(value.into_owned()),
+                "last-event-id" => query_last_event_id = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        request.last_event_id = match parts.headers.get(LAST_EVENT_ID_HEADER) {
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| Error::invalid_last_event_id("the header is not UTF-8 text"))?
+                    .to_owned(),
+            ),
+            None => query_last_event_id,
+        };
+        if let Some(accept) = parts.headers.get(http::header::ACCEPT) {
+            request.format = crate::Format::from_accept(accept.to_str().unwrap_or(""));
+        }
+        Ok(request)
+    }
+}
+
+impl EventStream {
+    /// The response headers for this stream: content type, no caching or proxy buffering,
+    /// and [`START_ID_HEADER`] with the resolved start positions.
+    pub fn response_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(self.format().content_type()),
+        );
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-transform"),
+        );
+        headers.insert(
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        );
+        if let Ok(start) = HeaderValue::from_str(self.start_id()) {
+            headers.insert(START_ID_HEADER, start);
+        }
+        headers
+    }
+
+    /// A `200 OK` response with [`response_headers`](Self::response_headers) and the stream
+    /// as its body.
+    pub fn into_http_response(self) -> Response<EventStream> {
+        let headers = self.response_headers();
+        let mut response = Response::new(self);
+        *response.headers_mut() = headers;
+        response
+    }
+}
+
+impl Body for EventStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.poll_next(cx)
+            .map(|frame| frame.map(|data| Ok(Frame::data(data))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Format;
+
+    fn parts(request: http::request::Builder) -> http::request::Parts {
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn header_wins_over_query_parameter() {
+        let parts = parts(
+            http::Request::get("/s?last-event-id=%5B%22q%22%5D&since=5")
+                .header("last-event-id", "[\"h\"]"),
+        );
+        let request = StreamRequest::from_http(["t"], &parts).unwrap();
+        assert_eq!(request.last_event_id.as_deref(), Some("[\"h\"]"));
+        assert_eq!(request.since.as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn query_parameter_is_used_on_first_connect() {
+        let parts = parts(http::Request::get("/s?last-event-id=%5B%22q%22%5D"));
+        let request = StreamRequest::from_http(["t"], &parts).unwrap();
+        assert_eq!(request.last_event_id.as_deref(), Some("[\"q\"]"));
+        assert_eq!(request.format, Format::Sse);
+    }
+
+    #[test]
+    fn non_utf8_last_event_id_is_a_client_error() {
+        let value = HeaderValue::from_bytes(b"[\"\xff\"]").unwrap();
+        let parts = parts(http::Request::get("/s").header("last-event-id", value));
+        let err = StreamRequest::from_http(["t"], &parts).unwrap_err();
+        assert!(err.is_client_error());
+    }
+}

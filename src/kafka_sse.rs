@@ -1,0 +1,225 @@
+//! The service object: built once, shared by every request.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rdkafka::ClientConfig;
+
+use crate::assignment::{expand, topics_to_describe, RequestedPartition, Start};
+use crate::builder::{KafkaSseBuilder, Settings};
+use crate::consumer::{self, MessageSource};
+use crate::lookup::{Lookup, ResolvedStart};
+use crate::{parse_since, Error, EventStream, PartitionPosition, StreamRequest};
+
+/// Streams Kafka topics to HTTP clients as Server-Sent Events.
+///
+/// Build one per service with [`KafkaSse::builder`]; it is cheap to clone and serves any
+/// number of requests. It keeps what can be shared: a client for metadata and offset
+/// look-ups, and cached partition counts. Each call to [`stream`](Self::stream) resolves the
+/// request's start positions and returns the client's [`EventStream`].
+///
+/// ```no_run
+/// use futures::StreamExt;
+/// use kafka_sse::{rdkafka::ClientConfig, KafkaSse, StreamRequest};
+///
+/// # async fn run() -> Result<(), kafka_sse::Error> {
+/// let mut config = ClientConfig::new();
+/// config.set("bootstrap.servers", "127.0.0.1:9092");
+/// let sse = KafkaSse::builder(config).build()?;
+///
+/// let mut stream = sse.stream(StreamRequest::new(["recentchange"])).await?;
+/// while let Some(frame) = stream.next().await {
+///     print!("{}", String::from_utf8_lossy(&frame));
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct KafkaSse {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    consumer_config: ClientConfig,
+    settings: Settings,
+    lookup: Arc<Lookup>,
+}
+
+impl KafkaSse {
+    /// Starts building a service from an rdkafka client configuration, which needs at least
+    /// `bootstrap.servers`.
+    ///
+    /// Every stream's consumer is created from this configuration, with auto-commit off, no
+    /// consumer group needed, and a small prefetch (see
+    /// [`KafkaSseBuilder::consumer_queue_kbytes`]).
+    pub fn builder(config: ClientConfig) -> KafkaSseBuilder {
+        KafkaSseBuilder::new(config)
+    }
+
+    pub(crate) fn from_parts(
+        config: ClientConfig,
+        settings: Settings,
+        lookup: Arc<Lookup>,
+    ) -> Self {
+        KafkaSse {
+            inner: Arc::new(Inner {
+                consumer_config: consumer::consumer_config(&config, &settings),
+                settings,
+                lookup,
+            }),
+        }
+    }
+
+    /// Opens the stream for one request.
+    ///
+    /// Parses and checks the `Last-Event-ID` and `since`, resolves every assigned partition
+    /// to a concrete start offset (on tokio's blocking pool: librdkafka look-ups block), and
+    /// assigns a consumer there. Offsets outside a partition's log are moved to its start or
+    /// end, logged, counted in `kafka_sse_offset_resets_total`, and visible in
+    /// [`EventStream::start_id`].
+    ///
+    /// # Errors
+    ///
+    /// Any failure before the first byte: a 4xx [`Error`] for a bad request, 503 when Kafka
+    /// does not answer in time. Map it with [`Error::status_code`] and [`Error::problem`].
+    pub async fn stream(&self, request: StreamRequest) -> Result<EventStream, Error> {
+        let settings = &self.inner.settings;
+        let label: Arc<str> = request.label_or_topics().into();
+        let result = self.open(&request).await;
+        match &result {
+            Ok(_) => {}
+            Err(error) if error.is_client_error() => {
+                tracing::debug!(stream = %label, %error, "refused a stream request");
+            }
+            Err(error) => {
+                tracing::warn!(stream = %label, error = %DisplayChain(error), "could not open a stream")
+            }
+        }
+        if let Err(error) = &result {
+            metrics::counter!("kafka_sse_requests_refused_total", "stream" => label.to_string(), "kind" => error.kind())
+                .increment(1);
+        }
+        let (positions, source) = result?;
+        Ok(EventStream::new(
+            source,
+            positions,
+            settings,
+            request.format,
+            request.filter,
+            label,
+        ))
+    }
+
+    async fn open(
+        &self,
+        request: &StreamRequest,
+    ) -> Result<(Vec<PartitionPosition>, MessageSource), Error> {
+        let settings = &self.inner.settings;
+        let entries = match request.last_event_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(id) if id.len() > settings.max_last_event_id_len => {
+                return Err(Error::invalid_last_event_id(format!(
+                    "longer than {} bytes",
+                    settings.max_last_event_id_len
+                )))
+            }
+            Some(id) => Some(settings.event_ids.decode(id)?),
+        };
+        let since = request.since.as_deref().map(parse_since).transpose()?;
+        let default_start = since.map_or(Start::Latest, Start::Timestamp);
+        let topics = topics_to_describe(&request.topics, entries.as_deref())?;
+
+        let inner = self.inner.clone();
+        let allowed = request.topics.clone();
+        let label = request.label_or_topics();
+        tokio::task::spawn_blocking(move || {
+            let expand_with = |refresh: bool| -> Result<Vec<RequestedPartition>, Error> {
+                let counts = inner.lookup.partition_counts(&topics, refresh)?;
+                expand(
+                    &allowed,
+                    entries.as_deref(),
+                    default_start,
+                    &counts,
+                    inner.settings.max_partitions,
+                )
+            };
+            let requested = match expand_with(false) {
+                Err(Error::UnknownPartition { .. } | Error::TopicNotFound { .. }) => {
+                    expand_with(true)?
+                }
+                other => other?,
+            };
+            let resolved = inner.lookup.resolve(&requested)?;
+            report_resets(&label, &resolved);
+            let positions: Vec<PartitionPosition> =
+                resolved.into_iter().map(|start| start.position).collect();
+            let source = consumer::open(&inner.consumer_config, &positions)?;
+            Ok((positions, source))
+        })
+        .await
+        .map_err(|join| Error::Internal(join.into()))?
+    }
+
+    /// Whether Kafka answers a metadata request within the look-up timeout; for health
+    /// checks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KafkaUnavailable`] when it does not.
+    pub async fn check_kafka(&self) -> Result<(), Error> {
+        let lookup = self.inner.lookup.clone();
+        tokio::task::spawn_blocking(move || lookup.check())
+            .await
+            .map_err(|join| Error::Internal(join.into()))?
+    }
+}
+
+fn report_resets(label: &str, resolved: &[ResolvedStart]) {
+    for start in resolved {
+        let Some(reset) = start.reset else { continue };
+        let position = &start.position;
+        tracing::info!(
+            stream = label,
+            topic = %position.topic,
+            partition = position.partition,
+            ?reset,
+            start = position.next_offset,
+            "requested offset is outside the partition's log; starting inside it"
+        );
+        metrics::counter!(
+            "kafka_sse_offset_resets_total",
+            "stream" => label.to_owned(),
+            "to" => reset.label()
+        )
+        .increment(1);
+    }
+}
+
+/// Shows an error with its sources, for server-side logs only.
+struct DisplayChain<'a>(&'a Error);
+
+impl fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for KafkaSse {
+    /// Shows the brokers and options, never the rest of the client configuration, which may
+    /// hold credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSse")
+            .field(
+                "bootstrap.servers",
+                &self.inner.consumer_config.get("bootstrap.servers"),
+            )
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
