@@ -38,6 +38,9 @@ pub(crate) fn consumer_config(base: &ClientConfig, settings: &Settings) -> Clien
         // stream that drains its queue quickly wants the next fetch sooner.
         ("fetch.queue.backoff.ms", "10".to_owned()),
         ("client.id", "kafka-sse".to_owned()),
+        // librdkafka's assign() needs a group handle; the group is never joined (no
+        // subscribe) and nothing is committed, so all streams can share one name.
+        ("group.id", "kafka-sse".to_owned()),
     ];
     for (key, value) in defaults {
         if config.get(key).is_none() {

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: builds everything, starts a real Kafka broker on
+# loopback (scripts/with-kafka.sh), runs unit, integration and doc tests against it, and
+# stops the broker, whether the tests pass or not.
+#
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+cargo build --all-targets --locked
+scripts/with-kafka.sh bash -c 'cargo test --all-targets --locked "$@" && cargo test --doc --locked' -- "$@"

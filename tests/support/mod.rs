@@ -1,0 +1,186 @@
+//! Helpers shared by the integration tests: the real broker, fresh topics, fixtures, and
+//! reading a stream with a real SSE parser.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use eventsource_stream::{Event, EventStream as Parser, Eventsource};
+use futures::StreamExt;
+use kafka_sse::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use kafka_sse::rdkafka::client::DefaultClientContext;
+use kafka_sse::rdkafka::producer::{FutureProducer, FutureRecord};
+use kafka_sse::rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use kafka_sse::{Bytes, EventStream, KafkaSse, KafkaSseBuilder};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The real broker's address, from `KAFKA_BROKERS`, which `scripts/test.sh` sets.
+///
+/// # Panics
+///
+/// When it is not set: Kafka tests never skip silently.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "KAFKA_BROKERS is not set. The integration tests need the real Kafka broker: \
+             run them with scripts/test.sh, which starts one"
+        )
+    })
+}
+
+pub fn client_config() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers());
+    config
+}
+
+/// A builder for a service on the test broker, with a short heartbeat.
+pub fn sse_builder() -> KafkaSseBuilder {
+    KafkaSse::builder(client_config()).heartbeat(Duration::from_secs(2))
+}
+
+pub fn sse() -> KafkaSse {
+    sse_builder()
+        .build()
+        .expect("a KafkaSse for the test broker")
+}
+
+fn admin() -> &'static AdminClient<DefaultClientContext> {
+    static ADMIN: OnceLock<AdminClient<DefaultClientContext>> = OnceLock::new();
+    ADMIN.get_or_init(|| client_config().create().expect("an admin client"))
+}
+
+/// Creates a topic with a fresh random name and `partitions` partitions.
+///
+/// Time retention is off: fixtures carry old timestamps, and the test broker checks
+/// retention every second.
+pub async fn create_topic(partitions: i32) -> String {
+    let name = format!("test-{}", rand::random::<u64>());
+    let topic =
+        NewTopic::new(&name, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+    let results = admin()
+        .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(WAIT)))
+        .await
+        .expect("create_topics request");
+    for result in results {
+        result.expect("topic created");
+    }
+    name
+}
+
+/// Deletes the records of `topic`/`partition` before `offset`, moving its log start.
+pub async fn delete_records_before(topic: &str, partition: i32, offset: i64) {
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .unwrap();
+    let result = admin()
+        .delete_records(&list, &AdminOptions::new().operation_timeout(Some(WAIT)))
+        .await
+        .expect("delete_records request");
+    for element in result.elements() {
+        element.error().expect("records deleted");
+    }
+}
+
+pub fn producer() -> &'static FutureProducer {
+    static PRODUCER: OnceLock<FutureProducer> = OnceLock::new();
+    PRODUCER.get_or_init(|| {
+        client_config()
+            .set("linger.ms", "0")
+            .create()
+            .expect("a producer")
+    })
+}
+
+/// Produces one message and returns its offset.
+pub async fn produce(topic: &str, partition: i32, payload: &str, timestamp: Option<i64>) -> i64 {
+    let mut record = FutureRecord::<(), _>::to(topic)
+        .partition(partition)
+        .payload(payload);
+    if let Some(timestamp) = timestamp {
+        record = record.timestamp(timestamp);
+    }
+    let delivery = producer()
+        .send(record, WAIT)
+        .await
+        .unwrap_or_else(|(error, _)| panic!("produce to {topic}/{partition}: {error}"));
+    delivery.offset
+}
+
+/// Produces `{"n":N}` for each `n` in `range` and returns their offsets.
+pub async fn produce_numbers(topic: &str, partition: i32, range: std::ops::Range<u32>) -> Vec<i64> {
+    let mut offsets = Vec::new();
+    for n in range {
+        offsets.push(produce(topic, partition, &format!(r#"{{"n":{n}}}"#), None).await);
+    }
+    offsets
+}
+
+/// Reads a stream with eventsource-stream, an SSE client parser.
+pub struct Reader {
+    events: Parser<futures::stream::Map<EventStream, fn(Bytes) -> Result<Bytes, Infallible>>>,
+}
+
+impl Reader {
+    pub fn new(stream: EventStream) -> Self {
+        let frames = stream.map(Ok as fn(Bytes) -> Result<Bytes, Infallible>);
+        Reader {
+            events: frames.eventsource(),
+        }
+    }
+
+    /// The next dispatched event.
+    ///
+    /// # Panics
+    ///
+    /// When none arrives within [`WAIT`] or the stream ends.
+    pub async fn next_event(&mut self) -> Event {
+        tokio::time::timeout(WAIT, self.events.next())
+            .await
+            .expect("an event within the wait")
+            .expect("the stream goes on")
+            .expect("a well-formed frame")
+    }
+
+    /// The next `count` events' data.
+    pub async fn data(&mut self, count: usize) -> Vec<String> {
+        let mut data = Vec::new();
+        for _ in 0..count {
+            data.push(self.next_event().await.data);
+        }
+        data
+    }
+}
+
+/// The next raw frame of a stream, as text.
+pub async fn next_frame(stream: &mut EventStream) -> String {
+    let frame = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("a frame within the wait")
+        .expect("the stream goes on");
+    String::from_utf8(frame.to_vec()).expect("frames are UTF-8")
+}
+
+/// `{"n":N}` payloads as the test producer writes them.
+pub fn numbers(range: std::ops::Range<u32>) -> Vec<String> {
+    range.map(|n| format!(r#"{{"n":{n}}}"#)).collect()
+}
+
+/// Parses an event id.
+pub fn id_json(id: &str) -> serde_json::Value {
+    serde_json::from_str(id).unwrap_or_else(|_| panic!("ids are JSON: {id}"))
+}
+
+/// An expected id: the entries sorted by topic then partition, as every id is.
+pub fn expected_id(mut entries: Vec<serde_json::Value>) -> serde_json::Value {
+    entries.sort_by_key(|e| {
+        (
+            e["topic"].as_str().unwrap().to_owned(),
+            e["partition"].as_i64().unwrap(),
+        )
+    });
+    serde_json::Value::Array(entries)
+}
