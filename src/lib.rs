@@ -113,3 +113,8 @@ pub use crate::request::{Format, StreamRequest};
 pub use crate::since::parse_since;
 pub use bytes::Bytes;
 pub use rdkafka;
+
+/// Compiles the README's examples as doctests, so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

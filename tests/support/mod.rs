@@ -119,9 +119,11 @@ pub async fn produce_numbers(topic: &str, partition: i32, range: std::ops::Range
     offsets
 }
 
+type Frames = futures::stream::Map<EventStream, fn(Bytes) -> Result<Bytes, Infallible>>;
+
 /// Reads a stream with eventsource-stream, an SSE client parser.
 pub struct Reader {
-    events: Parser<futures::stream::Map<EventStream, fn(Bytes) -> Result<Bytes, Infallible>>>,
+    events: Parser<Frames>,
 }
 
 impl Reader {
