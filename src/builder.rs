@@ -22,6 +22,8 @@ pub(crate) struct Settings {
     pub(crate) consumer_queue_kbytes: u32,
     pub(crate) max_last_event_id_len: usize,
     pub(crate) max_partitions: usize,
+    pub(crate) fan_out: bool,
+    pub(crate) fan_out_queue: usize,
 }
 
 impl fmt::Debug for Settings {
@@ -34,6 +36,8 @@ impl fmt::Debug for Settings {
             .field("consumer_queue_kbytes", &self.consumer_queue_kbytes)
             .field("max_last_event_id_len", &self.max_last_event_id_len)
             .field("max_partitions", &self.max_partitions)
+            .field("fan_out", &self.fan_out)
+            .field("fan_out_queue", &self.fan_out_queue)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +80,8 @@ impl KafkaSseBuilder {
                 consumer_queue_kbytes: 1024,
                 max_last_event_id_len: 64 * 1024,
                 max_partitions: 1024,
+                fan_out: true,
+                fan_out_queue: 1024,
             },
         }
     }
@@ -150,6 +156,22 @@ impl KafkaSseBuilder {
     /// The most partitions one request may assign; more gets 400. Defaults to 1024.
     pub fn max_partitions(mut self, partitions: usize) -> Self {
         self.settings.max_partitions = partitions;
+        self
+    }
+
+    /// Whether clients reading the same partitions at the live end share one consumer and
+    /// one encoding of each frame. Clients that start from history join once they have
+    /// caught up; ids are the same either way. Defaults to on.
+    pub fn fan_out(mut self, enabled: bool) -> Self {
+        self.settings.fan_out = enabled;
+        self
+    }
+
+    /// How many events a client on a shared live stream may fall behind before it moves to
+    /// a consumer of its own, at its own position. The queue is shared by all clients of a
+    /// stream. Defaults to 1024 events.
+    pub fn fan_out_queue(mut self, events: usize) -> Self {
+        self.settings.fan_out_queue = events.max(1);
         self
     }
 

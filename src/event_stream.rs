@@ -8,13 +8,58 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
+use futures::FutureExt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::builder::Settings;
-use crate::consumer::MessageSource;
+use crate::consumer::{self, MessageSource};
+use crate::fanout::{HubItem, Join, SharedEvent, Subscription};
+use crate::kafka_sse::Service;
 use crate::position::Positions;
 use crate::{frame, Deserializer, Error, EventIdCodec, Filter, Format, Message, PartitionPosition};
+
+/// How often a client on its own consumer looks for a shared live stream to join, at first;
+/// the wait doubles each time the client falls behind a shared stream, up to a minute.
+const JOIN_CHECK: Duration = Duration::from_secs(1);
+const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Where a stream's messages come from.
+pub(crate) enum Feed {
+    /// The client's own consumer.
+    Own(MessageSource),
+    /// A shared live stream.
+    Shared(Subscription),
+    /// Nothing, for the instant of a move between the two.
+    Moving,
+}
+
+impl Feed {
+    async fn next(&mut self) -> Incoming {
+        match self {
+            Feed::Own(source) => match source.next().await {
+                Some(Ok(message)) => Incoming::Own(message),
+                Some(Err(error)) => Incoming::Failed(Arc::new(error)),
+                None => Incoming::Ended,
+            },
+            Feed::Shared(subscription) => match subscription.receiver.recv().await {
+                Ok(HubItem::Event(event)) => Incoming::Shared(event),
+                Ok(HubItem::Failed(error)) => Incoming::Failed(error),
+                Err(_lagged_or_closed) => Incoming::Lagged,
+            },
+            Feed::Moving => Incoming::Ended,
+        }
+    }
+}
+
+enum Incoming {
+    Own(Message),
+    Shared(Arc<SharedEvent>),
+    Failed(Arc<Error>),
+    /// The shared stream moved on without this client (or ended): read on its own.
+    Lagged,
+    Ended,
+}
 
 /// The frames of one client's stream: a [`Stream`] of [`Bytes`], one complete frame per
 /// item, ready to be written to the response body as they come.
@@ -36,18 +81,22 @@ pub struct EventStream {
 
 impl EventStream {
     pub(crate) fn new(
-        source: MessageSource,
+        feed: Feed,
         positions: Vec<PartitionPosition>,
         settings: &Settings,
         format: Format,
         filter: Option<Arc<dyn Filter>>,
         label: Arc<str>,
+        service: Option<Arc<Service>>,
     ) -> Self {
         let positions = Positions::new(positions);
         let start_id = settings.event_ids.encode(positions.as_slice());
         let span = tracing::info_span!("kafka_sse.stream", stream = %label, ?format);
         let session = Session {
-            source,
+            feed,
+            service,
+            next_join_check: Instant::now() + JOIN_CHECK,
+            join_backoff: JOIN_CHECK,
             positions,
             event_ids: settings.event_ids.clone(),
             deserializer: settings.deserializer.clone(),
@@ -117,7 +166,11 @@ enum State {
 }
 
 struct Session {
-    source: MessageSource,
+    feed: Feed,
+    /// The service, to join shared streams and reopen a consumer; `None` in unit tests.
+    service: Option<Arc<Service>>,
+    next_join_check: Instant,
+    join_backoff: Duration,
     positions: Positions,
     event_ids: Arc<dyn EventIdCodec>,
     deserializer: Arc<dyn Deserializer>,
@@ -158,21 +211,30 @@ impl Session {
     async fn next_streaming_frame(&mut self) -> Option<Bytes> {
         let idle_at = Instant::now() + self.heartbeat;
         loop {
+            if self.state == State::Ended {
+                return None;
+            }
+            if let Some(ready) = self.join_shared_stream_when_idle().await {
+                if let Some(frame) = self.handle(ready).await {
+                    return Some(frame);
+                }
+                continue;
+            }
             let wake_at = self
                 .deadline
                 .map_or(idle_at, |deadline| deadline.min(idle_at));
             // A source that is always ready (a backlog the filter drops) must not starve
             // the heartbeat, so the timer is checked before each message too.
-            let received = if Instant::now() >= wake_at {
+            let incoming = if Instant::now() >= wake_at {
                 None
             } else {
                 tokio::select! {
                     biased;
-                    received = self.source.next() => Some(received),
+                    incoming = self.feed.next() => Some(incoming),
                     () = tokio::time::sleep_until(wake_at) => None,
                 }
             };
-            match received {
+            match incoming {
                 None if self
                     .deadline
                     .is_some_and(|deadline| Instant::now() >= deadline) =>
@@ -180,24 +242,79 @@ impl Session {
                     return self.end_cleanly();
                 }
                 None => return Some(self.heartbeat_frame()),
-                Some(None) => return self.end_cleanly(),
-                Some(Some(Err(error))) => {
-                    self.state = State::Ended;
-                    self.telemetry.error(&error);
-                    return Some(self.error_frame(&error));
-                }
-                Some(Some(Ok(message))) => {
-                    if let Some(frame) = self.event_frame(&message) {
+                Some(incoming) => {
+                    if let Some(frame) = self.handle(incoming).await {
                         return Some(frame);
                     }
-                    tokio::task::consume_budget().await;
                 }
             }
         }
     }
 
-    /// The frame for one message, or `None` when the message is skipped.
-    fn event_frame(&mut self, message: &Message) -> Option<Bytes> {
+    /// The frame for what the feed gave, if any; ends the stream on its end or failure
+    /// (after a last frame, when there is one to send).
+    async fn handle(&mut self, incoming: Incoming) -> Option<Bytes> {
+        let frame = match incoming {
+            Incoming::Ended => return self.end_cleanly(),
+            Incoming::Failed(error) => return Some(self.fail(&error)),
+            Incoming::Lagged => self.move_to_own_consumer().await,
+            Incoming::Own(message) => {
+                let data = self.deserialize(&message);
+                self.deliver(&message, data.as_ref(), None)
+            }
+            Incoming::Shared(event) => self.deliver_shared(&event),
+        };
+        if frame.is_none() {
+            tokio::task::consume_budget().await;
+        }
+        frame
+    }
+
+    fn deserialize(&self, message: &Message) -> Option<Bytes> {
+        match self.deserializer.deserialize(message) {
+            Ok(data) => Some(data),
+            Err(error) => {
+                tracing::warn!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    %error,
+                    "skipping a message that cannot be deserialized"
+                );
+                None
+            }
+        }
+    }
+
+    fn deliver_shared(&mut self, event: &SharedEvent) -> Option<Bytes> {
+        let message = &event.message;
+        let in_step = match &mut self.feed {
+            Feed::Shared(subscription) if !subscription.ahead.is_empty() => {
+                if message.offset()
+                    >= self
+                        .positions
+                        .next_offset(message.topic(), message.partition())
+                {
+                    subscription
+                        .ahead
+                        .remove(&(message.topic_arc().clone(), message.partition()));
+                }
+                subscription.ahead.is_empty()
+            }
+            _ => true,
+        };
+        self.deliver(message, event.data.as_ref(), in_step.then_some(event))
+    }
+
+    /// The frame for one message, or `None` when it is skipped: a duplicate, data the
+    /// deserializer rejected, or an event the filter drops. `shared` is the hub's event when
+    /// this client's positions are the hub's, so its frame can be sent as it is.
+    fn deliver(
+        &mut self,
+        message: &Message,
+        data: Option<&Bytes>,
+        shared: Option<&SharedEvent>,
+    ) -> Option<Bytes> {
         let advanced = self.positions.advance(
             message.topic(),
             message.partition(),
@@ -207,33 +324,107 @@ impl Session {
         if !advanced {
             return None;
         }
-        let data = match self.deserializer.deserialize(message) {
-            Ok(data) => data,
-            Err(error) => {
-                tracing::warn!(
-                    topic = message.topic(),
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    %error,
-                    "skipping a message that cannot be deserialized"
-                );
-                self.telemetry.skipped();
-                self.progress_unsent = true;
-                return None;
-            }
+        let Some(data) = data else {
+            self.telemetry.skipped();
+            self.progress_unsent = true;
+            return None;
         };
         if let Some(filter) = &self.filter {
-            if !filter.matches(message, &data) {
+            if !filter.matches(message, data) {
                 self.progress_unsent = true;
                 return None;
             }
         }
         self.progress_unsent = false;
         self.telemetry.event_sent(message.timestamp());
-        Some(match self.format {
-            Format::Sse => frame::event("message", &self.current_id(), &data),
-            Format::Ndjson | Format::Json => frame::ndjson_line(&data),
+        let shared_frame = shared.and_then(|event| match self.format {
+            Format::Sse => event.sse_frame.clone(),
+            Format::Ndjson | Format::Json => event.ndjson_line(),
+        });
+        Some(shared_frame.unwrap_or_else(|| match self.format {
+            Format::Sse => frame::event("message", &self.current_id(), data),
+            Format::Ndjson | Format::Json => frame::ndjson_line(data),
+        }))
+    }
+
+    /// Joins the shared live stream of this assignment once this client has caught up with
+    /// it, or starts one with this client's consumer when it is at the log end and there is
+    /// none yet.
+    ///
+    /// Only a client whose own consumer has nothing ready tries: it has delivered all its
+    /// consumer fetched, the moment it is most likely level with the shared stream. What the
+    /// consumer had ready instead is returned, to be handled as usual.
+    async fn join_shared_stream_when_idle(&mut self) -> Option<Incoming> {
+        let service = self.service.clone()?;
+        if !service.settings.fan_out || Instant::now() < self.next_join_check {
+            return None;
+        }
+        let Feed::Own(_) = self.feed else {
+            return None;
+        };
+        if let Some(ready) = self.feed.next().now_or_never() {
+            return Some(ready);
+        }
+        self.next_join_check = Instant::now() + self.join_backoff;
+        match service.fan_out.join_at(self.positions.as_slice()) {
+            Join::Joined(subscription) => {
+                self.feed = Feed::Shared(subscription);
+                self.telemetry.moved("joined");
+            }
+            Join::Behind => {}
+            Join::NoHub => {
+                let lookup = service.lookup.clone();
+                let positions = self.positions.as_slice().to_vec();
+                let at_end = tokio::task::spawn_blocking(move || lookup.at_log_end(&positions));
+                if !matches!(at_end.await, Ok(Ok(true))) {
+                    return None;
+                }
+                let Feed::Own(source) = std::mem::replace(&mut self.feed, Feed::Moving) else {
+                    return None;
+                };
+                self.feed = match service.fan_out.start(source, self.positions.as_slice()) {
+                    Ok(subscription) => {
+                        self.telemetry.moved("started");
+                        Feed::Shared(subscription)
+                    }
+                    Err(source) => Feed::Own(source),
+                };
+            }
+        }
+        None
+    }
+
+    /// Leaves a shared stream this client fell behind for a consumer of its own at its own
+    /// position, so it loses nothing; an error frame if Kafka cannot be reached.
+    async fn move_to_own_consumer(&mut self) -> Option<Bytes> {
+        let Some(service) = self.service.clone() else {
+            self.state = State::Ended;
+            return None;
+        };
+        self.feed = Feed::Moving;
+        let positions = self.positions.as_slice().to_vec();
+        let opened = tokio::task::spawn_blocking(move || {
+            consumer::open(&service.consumer_config, &positions)
         })
+        .await
+        .map_err(|join| Error::Internal(join.into()))
+        .and_then(|opened| opened);
+        match opened {
+            Ok(source) => {
+                self.feed = Feed::Own(source);
+                self.join_backoff = (self.join_backoff * 2).min(MAX_JOIN_BACKOFF);
+                self.next_join_check = Instant::now() + self.join_backoff;
+                self.telemetry.moved("lagged");
+                None
+            }
+            Err(error) => Some(self.fail(&error)),
+        }
+    }
+
+    fn fail(&mut self, error: &Error) -> Bytes {
+        self.state = State::Ended;
+        self.telemetry.error(error);
+        self.error_frame(error)
     }
 
     fn heartbeat_frame(&mut self) -> Bytes {
@@ -329,6 +520,12 @@ impl Telemetry {
         self.skipped.increment(1);
     }
 
+    fn moved(&self, how: &'static str) {
+        tracing::debug!(stream = %self.label, how, "client moved between its own consumer and a shared stream");
+        metrics::counter!("kafka_sse_fanout_moves_total", "stream" => self.label.to_string(), "how" => how)
+            .increment(1);
+    }
+
     fn error(&self, error: &Error) {
         metrics::counter!(
             "kafka_sse_errors_total",
@@ -355,7 +552,7 @@ mod tests {
     use futures::channel::mpsc;
     use rdkafka::ClientConfig;
 
-    type Feed = mpsc::UnboundedSender<Result<Message, Error>>;
+    type Sender = mpsc::UnboundedSender<Result<Message, Error>>;
 
     fn settings(heartbeat: Duration) -> Settings {
         let mut settings = KafkaSseBuilder::new(ClientConfig::new()).settings();
@@ -367,19 +564,20 @@ mod tests {
         settings: &Settings,
         format: Format,
         filter: Option<Arc<dyn Filter>>,
-    ) -> (Feed, EventStream) {
+    ) -> (Sender, EventStream) {
         let (feed, source) = mpsc::unbounded();
         let positions = vec![
             PartitionPosition::new("t", 1, 10),
             PartitionPosition::new("t", 0, 5),
         ];
         let stream = EventStream::new(
-            source.boxed(),
+            Feed::Own(source.boxed()),
             positions,
             settings,
             format,
             filter,
             "t".into(),
+            None,
         );
         (feed, stream)
     }

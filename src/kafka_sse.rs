@@ -7,7 +7,9 @@ use rdkafka::ClientConfig;
 
 use crate::assignment::{expand, topics_to_describe, RequestedPartition, Start};
 use crate::builder::{KafkaSseBuilder, Settings};
-use crate::consumer::{self, MessageSource};
+use crate::consumer;
+use crate::event_stream::Feed;
+use crate::fanout::{self, FanOut};
 use crate::lookup::{Lookup, ResolvedStart};
 use crate::{parse_since, Error, EventStream, PartitionPosition, StreamRequest};
 
@@ -15,8 +17,10 @@ use crate::{parse_since, Error, EventStream, PartitionPosition, StreamRequest};
 ///
 /// Build one per service with [`KafkaSse::builder`]; it is cheap to clone and serves any
 /// number of requests. It keeps what can be shared: a client for metadata and offset
-/// look-ups, and cached partition counts. Each call to [`stream`](Self::stream) resolves the
-/// request's start positions and returns the client's [`EventStream`].
+/// look-ups, cached partition counts, and the shared live streams: clients that read the same
+/// partitions from the live end share one consumer and one encoding of each frame. Each call
+/// to [`stream`](Self::stream) resolves the request's start positions and returns the
+/// client's [`EventStream`].
 ///
 /// ```no_run
 /// use futures::StreamExt;
@@ -36,13 +40,16 @@ use crate::{parse_since, Error, EventStream, PartitionPosition, StreamRequest};
 /// ```
 #[derive(Clone)]
 pub struct KafkaSse {
-    inner: Arc<Inner>,
+    inner: Arc<Service>,
 }
 
-struct Inner {
-    consumer_config: ClientConfig,
-    settings: Settings,
-    lookup: Arc<Lookup>,
+/// What a [`KafkaSse`] shares between its requests; streams hold it to join shared live
+/// streams and to reopen consumers.
+pub(crate) struct Service {
+    pub(crate) consumer_config: ClientConfig,
+    pub(crate) settings: Settings,
+    pub(crate) lookup: Arc<Lookup>,
+    pub(crate) fan_out: Arc<FanOut>,
 }
 
 impl KafkaSse {
@@ -62,8 +69,9 @@ impl KafkaSse {
         lookup: Arc<Lookup>,
     ) -> Self {
         KafkaSse {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Service {
                 consumer_config: consumer::consumer_config(&config, &settings),
+                fan_out: FanOut::new(settings.clone()),
                 settings,
                 lookup,
             }),
@@ -99,21 +107,19 @@ impl KafkaSse {
             metrics::counter!("kafka_sse_requests_refused_total", "stream" => label.to_string(), "kind" => error.kind())
                 .increment(1);
         }
-        let (positions, source) = result?;
+        let (positions, feed) = result?;
         Ok(EventStream::new(
-            source,
+            feed,
             positions,
             settings,
             request.format,
             request.filter,
             label,
+            Some(self.inner.clone()),
         ))
     }
 
-    async fn open(
-        &self,
-        request: &StreamRequest,
-    ) -> Result<(Vec<PartitionPosition>, MessageSource), Error> {
+    async fn open(&self, request: &StreamRequest) -> Result<(Vec<PartitionPosition>, Feed), Error> {
         let settings = &self.inner.settings;
         let entries = match request.last_event_id.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -126,6 +132,7 @@ impl KafkaSse {
             Some(id) => Some(settings.event_ids.decode(id)?),
         };
         let since = request.since.as_deref().map(parse_since).transpose()?;
+        let live = entries.is_none() && since.is_none() && settings.fan_out;
         let default_start = since.map_or(Start::Latest, Start::Timestamp);
         let topics = topics_to_describe(&request.topics, entries.as_deref())?;
 
@@ -149,12 +156,29 @@ impl KafkaSse {
                 }
                 other => other?,
             };
+            let key = live.then(|| fanout::key(requested.iter().map(|r| (&r.topic, r.partition))));
+            // A live client joins the shared stream when there is one: its start is the
+            // stream's current position, with no Kafka look-up at all.
+            if let Some((subscription, positions)) =
+                key.as_ref().and_then(|key| inner.fan_out.join_live(key))
+            {
+                return Ok((positions, Feed::Shared(subscription)));
+            }
             let resolved = inner.lookup.resolve(&requested)?;
             report_resets(&label, &resolved);
             let positions: Vec<PartitionPosition> =
                 resolved.into_iter().map(|start| start.position).collect();
             let source = consumer::open(&inner.consumer_config, &positions)?;
-            Ok((positions, source))
+            let Some(key) = key else {
+                return Ok((positions, Feed::Own(source)));
+            };
+            match inner.fan_out.start(source, &positions) {
+                Ok(subscription) => Ok((positions, Feed::Shared(subscription))),
+                Err(source) => match inner.fan_out.join_live(&key) {
+                    Some((subscription, positions)) => Ok((positions, Feed::Shared(subscription))),
+                    None => Ok((positions, Feed::Own(source))),
+                },
+            }
         })
         .await
         .map_err(|join| Error::Internal(join.into()))?

@@ -84,6 +84,7 @@ mod deserializer;
 mod error;
 mod event_id;
 mod event_stream;
+mod fanout;
 mod filter;
 pub mod frame;
 mod http;

@@ -152,13 +152,20 @@ impl Lookup {
         let needs_log_start = requested
             .iter()
             .any(|r| matches!(r.start, Start::Offset(_)));
+        let query = |offset: fn(&RequestedPartition) -> Option<Offset>| {
+            self.list_offsets(
+                requested
+                    .iter()
+                    .filter_map(|r| Some((&*r.topic, r.partition, offset(r)?))),
+            )
+        };
         let log_start = if needs_log_start {
-            self.list_offsets(requested, |_| Some(Offset::Beginning))?
+            query(|_| Some(Offset::Beginning))?
         } else {
             HashMap::new()
         };
-        let log_end = self.list_offsets(requested, |_| Some(Offset::End))?;
-        let by_time = self.list_offsets(requested, |r| match r.start {
+        let log_end = query(|_| Some(Offset::End))?;
+        let by_time = query(|r| match r.start {
             Start::Timestamp(millis) => Some(Offset::Offset(millis)),
             _ => None,
         })?;
@@ -193,52 +200,122 @@ impl Lookup {
             .collect()
     }
 
-    /// One ListOffsets round trip for the partitions `query` gives a value for: a
-    /// timestamp, or `Offset::Beginning` / `Offset::End` for the log start / end.
-    fn list_offsets(
+    /// Whether every position has reached its partition's current log end.
+    pub(crate) fn at_log_end(&self, positions: &[PartitionPosition]) -> Result<bool, Error> {
+        let ends = self.list_offsets(
+            positions
+                .iter()
+                .map(|p| (&*p.topic, p.partition, Offset::End)),
+        )?;
+        Ok(positions.iter().all(|p| {
+            ends.get(&(p.topic.to_string(), p.partition))
+                .is_some_and(|&end| p.next_offset >= end)
+        }))
+    }
+
+    /// One ListOffsets round trip: for each partition, a timestamp, or `Offset::Beginning` /
+    /// `Offset::End` for the log start / end.
+    fn list_offsets<'a>(
         &self,
-        requested: &[RequestedPartition],
-        query: impl Fn(&RequestedPartition) -> Option<Offset>,
+        query: impl Iterator<Item = (&'a str, i32, Offset)>,
     ) -> Result<HashMap<(String, i32), i64>, Error> {
         let mut list = TopicPartitionList::new();
-        for r in requested {
-            if let Some(offset) = query(r) {
-                list.add_partition_offset(&r.topic, r.partition, offset)
-                    .map_err(|source| Error::KafkaUnavailable {
-                        operation: "listing offsets",
-                        source,
-                    })?;
-            }
+        for (topic, partition, offset) in query {
+            list.add_partition_offset(topic, partition, offset)
+                .map_err(|source| Error::KafkaUnavailable {
+                    operation: "listing offsets",
+                    source,
+                })?;
         }
         if list.count() == 0 {
             return Ok(HashMap::new());
         }
-        let _ = self.client.poll(Duration::ZERO);
-        let answer = self
-            .client
-            .offsets_for_times(list, self.timeout)
-            .map_err(|source| Error::KafkaUnavailable {
-                operation: "listing offsets",
-                source,
-            })?;
-        let mut offsets = HashMap::new();
-        for element in answer.elements() {
-            if let Err(source) = element.error() {
-                if let KafkaError::OffsetFetch(RDKafkaErrorCode::UnknownTopicOrPartition) = source {
-                    return Err(Error::TopicNotFound {
-                        topic: element.topic().to_owned(),
-                    });
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.try_list_offsets(&list, deadline) {
+                Err(Retry::After(code)) if Instant::now() + RETRY_BACKOFF < deadline => {
+                    tracing::debug!(?code, "offset look-up will be retried");
+                    std::thread::sleep(RETRY_BACKOFF);
                 }
-                return Err(Error::KafkaUnavailable {
+                Err(Retry::After(code)) => {
+                    return Err(Error::KafkaUnavailable {
+                        operation: "listing offsets",
+                        source: KafkaError::OffsetFetch(code),
+                    })
+                }
+                Err(Retry::Never(error)) => return Err(error),
+                Ok(offsets) => return Ok(offsets),
+            }
+        }
+    }
+
+    fn try_list_offsets(
+        &self,
+        list: &TopicPartitionList,
+        deadline: Instant,
+    ) -> Result<HashMap<(String, i32), i64>, Retry> {
+        let _ = self.client.poll(Duration::ZERO);
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let answer = match self.client.offsets_for_times(list.clone(), timeout) {
+            Ok(answer) => answer,
+            Err(KafkaError::MetadataFetch(code) | KafkaError::OffsetFetch(code))
+                if is_retriable(code) =>
+            {
+                return Err(Retry::After(code))
+            }
+            Err(source) => {
+                return Err(Retry::Never(Error::KafkaUnavailable {
                     operation: "listing offsets",
                     source,
-                });
+                }))
+            }
+        };
+        let mut offsets = HashMap::new();
+        for element in answer.elements() {
+            match element.error() {
+                Ok(()) => {}
+                Err(KafkaError::OffsetFetch(code)) if is_retriable(code) => {
+                    return Err(Retry::After(code))
+                }
+                Err(source) => {
+                    return Err(Retry::Never(Error::KafkaUnavailable {
+                        operation: "listing offsets",
+                        source,
+                    }))
+                }
             }
             let offset = element.offset().to_raw().unwrap_or(-1);
             offsets.insert((element.topic().to_owned(), element.partition()), offset);
         }
         Ok(offsets)
     }
+}
+
+/// How long to wait before asking again after a retriable error.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+enum Retry {
+    /// A transient condition (a leader election, a topic still being created).
+    After(RDKafkaErrorCode),
+    Never(Error),
+}
+
+/// Errors that go away by themselves once the cluster settles, such as right after a topic
+/// was created or a broker restarted.
+fn is_retriable(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::OffsetNotAvailable
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::FencedLeaderEpoch
+            | RDKafkaErrorCode::UnknownLeaderEpoch
+            | RDKafkaErrorCode::NotCoordinator
+    )
 }
 
 fn answered(offsets: &HashMap<(String, i32), i64>, key: &(String, i32)) -> Result<i64, Error> {

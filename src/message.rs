@@ -96,6 +96,10 @@ impl Message {
         &self.topic
     }
 
+    pub(crate) fn topic_arc(&self) -> &Arc<str> {
+        &self.topic
+    }
+
     /// The partition the message was read from.
     pub fn partition(&self) -> i32 {
         self.partition

@@ -66,6 +66,13 @@ impl Positions {
         &self.sorted
     }
 
+    /// The next offset of a partition; `i64::MAX` for one outside the assignment.
+    pub(crate) fn next_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.sorted
+            .binary_search_by(|p| (&*p.topic, p.partition).cmp(&(topic, partition)))
+            .map_or(i64::MAX, |index| self.sorted[index].next_offset)
+    }
+
     /// Records a delivered (or skipped) message; returns false for a message that is not
     /// after the current position (a duplicate or a partition outside the assignment).
     pub(crate) fn advance(
