@@ -108,26 +108,25 @@ pub fn id_only(id: &str) -> Bytes {
 /// ```
 pub fn ndjson_line(data: &[u8]) -> Bytes {
     let mut line = BytesMut::with_capacity(data.len() + 1);
-    line.put_slice(data);
-    for byte in line.iter_mut() {
-        if matches!(*byte, b'\n' | b'\r') {
-            *byte = b' ';
-        }
-    }
+    put_single_line(&mut line, data);
     line.put_u8(b'\n');
     line.freeze()
 }
 
 fn put_field(frame: &mut BytesMut, name: &[u8], value: &[u8]) {
     frame.put_slice(name);
-    let start = frame.len();
-    frame.put_slice(value);
-    for byte in &mut frame[start..] {
-        if matches!(*byte, b'\n' | b'\r') {
-            *byte = b' ';
-        }
-    }
+    put_single_line(frame, value);
     frame.put_u8(b'\n');
+}
+
+/// Appends `value` with every CR and LF replaced by a space.
+fn put_single_line(out: &mut BytesMut, value: &[u8]) {
+    let start = out.len();
+    out.put_slice(value);
+    let written = &mut out[start..];
+    for index in memchr::memchr2_iter(b'\n', b'\r', value) {
+        written[index] = b' ';
+    }
 }
 
 /// Splits on CRLF, LF or CR, the three line endings SSE recognises.
@@ -135,7 +134,7 @@ fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(data);
     std::iter::from_fn(move || {
         let current = rest?;
-        match current.iter().position(|&b| b == b'\n' || b == b'\r') {
+        match memchr::memchr2(b'\n', b'\r', current) {
             None => {
                 rest = None;
                 Some(current)
