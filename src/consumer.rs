@@ -9,6 +9,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::builder::Settings;
+use crate::health::Health;
 use crate::{Error, Message, PartitionPosition};
 
 /// Messages in per-partition order, or the error that ends the stream.
@@ -50,12 +51,14 @@ pub(crate) fn consumer_config(base: &ClientConfig, settings: &Settings) -> Clien
     config
 }
 
-/// Creates a consumer assigned at `positions` and returns its messages as a source.
+/// Creates a consumer assigned at `positions` and returns its messages as a source. What the
+/// consumer learns of the brokers' availability goes to `health`.
 ///
 /// Blocks briefly in librdkafka; call it on the blocking pool, inside a tokio runtime.
 pub(crate) fn open(
     config: &ClientConfig,
     positions: &[PartitionPosition],
+    health: Arc<Health>,
 ) -> Result<MessageSource, Error> {
     let consumer: StreamConsumer = config.create().map_err(Error::Config)?;
     let mut assignment = TopicPartitionList::new();
@@ -78,37 +81,42 @@ pub(crate) fn open(
             source,
         })?;
     let topics: Vec<Arc<str>> = positions.iter().map(|p| p.topic.clone()).collect();
-    Ok(messages(ReleasedOnDrop(Some(consumer)), topics))
+    Ok(messages(ReleasedOnDrop(Some(consumer)), topics, health))
 }
 
-fn messages(consumer: ReleasedOnDrop, topics: Vec<Arc<str>>) -> MessageSource {
-    stream::unfold((consumer, topics), |(consumer, topics)| async move {
-        loop {
-            let received = consumer.get().recv().await;
-            match received {
-                Ok(message) => {
-                    let topic = topics
-                        .iter()
-                        .find(|t| ***t == *rdkafka::Message::topic(&message))
-                        .cloned()
-                        .unwrap_or_else(|| rdkafka::Message::topic(&message).into());
-                    let message = Message::from_kafka(&message, topic);
-                    return Some((Ok(message), (consumer, topics)));
-                }
-                Err(error) if is_transient(&error) => {
-                    tracing::warn!(%error, "kafka consumer error; librdkafka retries");
-                    metrics::counter!("kafka_sse_consumer_errors_total", "fatal" => "false")
-                        .increment(1);
-                }
-                Err(error) => {
-                    tracing::error!(%error, "kafka consumer failed; ending the stream");
-                    metrics::counter!("kafka_sse_consumer_errors_total", "fatal" => "true")
-                        .increment(1);
-                    return Some((Err(Error::Consumer(error)), (consumer, topics)));
+fn messages(consumer: ReleasedOnDrop, topics: Vec<Arc<str>>, health: Arc<Health>) -> MessageSource {
+    stream::unfold(
+        (consumer, topics, health),
+        |(consumer, topics, health)| async move {
+            loop {
+                let received = consumer.get().recv().await;
+                match received {
+                    Ok(message) => {
+                        health.mark_up();
+                        let topic = topics
+                            .iter()
+                            .find(|t| ***t == *rdkafka::Message::topic(&message))
+                            .cloned()
+                            .unwrap_or_else(|| rdkafka::Message::topic(&message).into());
+                        let message = Message::from_kafka(&message, topic);
+                        return Some((Ok(message), (consumer, topics, health)));
+                    }
+                    Err(error) if is_transient(&error) => {
+                        health.observe(&error);
+                        tracing::warn!(%error, "kafka consumer error; librdkafka retries");
+                        metrics::counter!("kafka_sse_consumer_errors_total", "fatal" => "false")
+                            .increment(1);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "kafka consumer failed; ending the stream");
+                        metrics::counter!("kafka_sse_consumer_errors_total", "fatal" => "true")
+                            .increment(1);
+                        return Some((Err(Error::Consumer(error)), (consumer, topics, health)));
+                    }
                 }
             }
-        }
-    })
+        },
+    )
     .boxed()
 }
 

@@ -404,7 +404,8 @@ impl Session {
         self.feed = Feed::Moving;
         let positions = self.positions.as_slice().to_vec();
         let opened = tokio::task::spawn_blocking(move || {
-            consumer::open(&service.consumer_config, &positions)
+            let health = service.lookup.health().clone();
+            consumer::open(&service.consumer_config, &positions, health)
         })
         .await
         .map_err(|join| Error::Internal(join.into()))

@@ -168,7 +168,8 @@ impl KafkaSse {
             report_resets(&label, &resolved);
             let positions: Vec<PartitionPosition> =
                 resolved.into_iter().map(|start| start.position).collect();
-            let source = consumer::open(&inner.consumer_config, &positions)?;
+            let health = inner.lookup.health().clone();
+            let source = consumer::open(&inner.consumer_config, &positions, health)?;
             let Some(key) = key else {
                 return Ok((positions, Feed::Own(source)));
             };

@@ -87,6 +87,7 @@ mod event_stream;
 mod fanout;
 mod filter;
 pub mod frame;
+mod health;
 mod http;
 mod kafka_sse;
 mod last_event_id;

@@ -14,6 +14,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::assignment::{RequestedPartition, Start};
 use crate::builder::Settings;
+use crate::health::{Admission, Health};
 use crate::{Error, PartitionPosition};
 
 /// Where a partition starts, resolved to a concrete offset.
@@ -46,6 +47,7 @@ pub(crate) struct Lookup {
     partition_counts: Mutex<HashMap<String, (Instant, i32)>>,
     timeout: Duration,
     max_age: Duration,
+    health: Arc<Health>,
 }
 
 impl Lookup {
@@ -63,7 +65,52 @@ impl Lookup {
             partition_counts: Mutex::new(HashMap::new()),
             timeout: settings.lookup_timeout,
             max_age: settings.metadata_max_age,
+            health: Arc::default(),
         }))
+    }
+
+    /// Runs one look-up with the time it may take, failing fast while Kafka is known to be
+    /// down, and records whether Kafka answered.
+    fn guarded<T>(
+        &self,
+        operation: &'static str,
+        look_up: impl FnOnce(Duration) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.drain_events();
+        let timeout = match self.health.admit(self.timeout) {
+            Admission::Try(timeout) => timeout,
+            Admission::FailFast => {
+                return Err(Error::KafkaUnavailable {
+                    operation,
+                    source: KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+                })
+            }
+        };
+        let result = look_up(timeout);
+        match &result {
+            Ok(_) => self.health.mark_up(),
+            Err(Error::KafkaUnavailable { .. }) => self.health.mark_down(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Kafka's availability, shared with the stream consumers, which see it change first.
+    pub(crate) fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Serves the client's queued events; librdkafka reports "all brokers down" there.
+    fn drain_events(&self) {
+        for _ in 0..1000 {
+            match self.client.poll(Duration::ZERO) {
+                None => return,
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown))) => {
+                    self.health.mark_down();
+                }
+                Some(_) => {}
+            }
+        }
     }
 
     /// Partition counts of `topics`, from the cache when it is fresh enough and `refresh` is
@@ -92,14 +139,14 @@ impl Lookup {
     }
 
     fn fetch_partition_count(&self, topic: &str) -> Result<i32, Error> {
-        let _ = self.client.poll(Duration::ZERO);
-        let metadata = self
-            .client
-            .fetch_metadata(Some(topic), self.timeout)
-            .map_err(|source| Error::KafkaUnavailable {
-                operation: "fetching metadata",
-                source,
-            })?;
+        let metadata = self.guarded("fetching metadata", |timeout| {
+            self.client
+                .fetch_metadata(Some(topic), timeout)
+                .map_err(|source| Error::KafkaUnavailable {
+                    operation: "fetching metadata",
+                    source,
+                })
+        })?;
         let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
             return Err(Error::TopicNotFound {
                 topic: topic.to_owned(),
@@ -133,14 +180,15 @@ impl Lookup {
 
     /// Whether Kafka answers a metadata request in time.
     pub(crate) fn check(&self) -> Result<(), Error> {
-        let _ = self.client.poll(Duration::ZERO);
-        self.client
-            .fetch_metadata(None, self.timeout)
-            .map(|_| ())
-            .map_err(|source| Error::KafkaUnavailable {
-                operation: "fetching metadata",
-                source,
-            })
+        self.guarded("fetching metadata", |timeout| {
+            self.client
+                .fetch_metadata(None, timeout)
+                .map(|_| ())
+                .map_err(|source| Error::KafkaUnavailable {
+                    operation: "fetching metadata",
+                    source,
+                })
+        })
     }
 
     /// Resolves every requested start to a concrete offset inside the partition's log.
@@ -230,9 +278,19 @@ impl Lookup {
         if list.count() == 0 {
             return Ok(HashMap::new());
         }
-        let deadline = Instant::now() + self.timeout;
+        self.guarded("listing offsets", |timeout| {
+            self.list_offsets_until(&list, timeout)
+        })
+    }
+
+    fn list_offsets_until(
+        &self,
+        list: &TopicPartitionList,
+        timeout: Duration,
+    ) -> Result<HashMap<(String, i32), i64>, Error> {
+        let deadline = Instant::now() + timeout;
         loop {
-            match self.try_list_offsets(&list, deadline) {
+            match self.try_list_offsets(list, deadline) {
                 Err(Retry::After(code)) if Instant::now() + RETRY_BACKOFF < deadline => {
                     tracing::debug!(?code, "offset look-up will be retried");
                     std::thread::sleep(RETRY_BACKOFF);
@@ -254,7 +312,6 @@ impl Lookup {
         list: &TopicPartitionList,
         deadline: Instant,
     ) -> Result<HashMap<(String, i32), i64>, Retry> {
-        let _ = self.client.poll(Duration::ZERO);
         let timeout = deadline.saturating_duration_since(Instant::now());
         let answer = match self.client.offsets_for_times(list.clone(), timeout) {
             Ok(answer) => answer,
