@@ -77,6 +77,7 @@ pub struct EventStream {
     frames: BoxStream<'static, Bytes>,
     format: Format,
     start_id: String,
+    held: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 impl EventStream {
@@ -124,7 +125,27 @@ impl EventStream {
             frames,
             format,
             start_id,
+            held: Vec::new(),
         }
+    }
+
+    /// Keeps `value` alive exactly as long as the stream: for per-connection state such as
+    /// a connection-limit permit, released when the server drops the response body (the
+    /// stream ended or the client went away).
+    ///
+    /// ```no_run
+    /// # async fn run(sse: kafka_sse::KafkaSse, permits: std::sync::Arc<tokio::sync::Semaphore>) -> anyhow::Result<()> {
+    /// let permit = permits.try_acquire_owned()?;
+    /// let stream = sse
+    ///     .stream(kafka_sse::StreamRequest::new(["recentchange"]))
+    ///     .await?
+    ///     .hold(permit);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn hold(mut self, value: impl Send + 'static) -> Self {
+        self.held.push(Box::new(value));
+        self
     }
 
     /// The output format of this stream.
@@ -153,6 +174,7 @@ impl fmt::Debug for EventStream {
         f.debug_struct("EventStream")
             .field("format", &self.format)
             .field("start_id", &self.start_id)
+            .field("held", &self.held.len())
             .finish_non_exhaustive()
     }
 }

@@ -217,6 +217,7 @@ impl Lookup {
             Start::Timestamp(millis) => Some(Offset::Offset(millis)),
             _ => None,
         })?;
+        self.check_timestamp_lookups(&by_time, &log_end)?;
 
         requested
             .iter()
@@ -246,6 +247,43 @@ impl Lookup {
                 Ok(ResolvedStart { position, reset })
             })
             .collect()
+    }
+
+    /// Fails when the cluster cannot look up offsets by time (librdkafka's mock cluster
+    /// answers "no message" for every time) rather than silently starting at the end.
+    ///
+    /// Only a look-up that found nothing in a partition holding messages is in doubt; asked
+    /// again for time 0, a real broker names the log start there.
+    fn check_timestamp_lookups(
+        &self,
+        by_time: &HashMap<(String, i32), i64>,
+        log_end: &HashMap<(String, i32), i64>,
+    ) -> Result<(), Error> {
+        let in_doubt: Vec<&(String, i32)> = by_time
+            .iter()
+            .filter(|(key, &found)| found < 0 && log_end.get(*key).is_some_and(|&end| end > 0))
+            .map(|(key, _)| key)
+            .collect();
+        if in_doubt.is_empty() {
+            return Ok(());
+        }
+        let query = |offset: Offset| {
+            self.list_offsets(
+                in_doubt
+                    .iter()
+                    .map(|(topic, partition)| (topic.as_str(), *partition, offset)),
+            )
+        };
+        let log_start = query(Offset::Beginning)?;
+        let from_epoch = query(Offset::Offset(0))?;
+        let unsupported = in_doubt.iter().any(|&key| {
+            let holds_messages = log_start.get(key) < log_end.get(key);
+            holds_messages && from_epoch.get(key).is_none_or(|&found| found < 0)
+        });
+        if unsupported {
+            return Err(Error::TimestampLookupUnsupported);
+        }
+        Ok(())
     }
 
     /// Whether every position has reached its partition's current log end.

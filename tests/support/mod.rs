@@ -10,6 +10,7 @@ use eventsource_stream::{Event, EventStream as Parser, Eventsource};
 use futures::StreamExt;
 use kafka_sse::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use kafka_sse::rdkafka::client::DefaultClientContext;
+use kafka_sse::rdkafka::consumer::{BaseConsumer, Consumer};
 use kafka_sse::rdkafka::producer::{FutureProducer, FutureRecord};
 use kafka_sse::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use kafka_sse::{Bytes, EventStream, KafkaSse, KafkaSseBuilder};
@@ -53,7 +54,8 @@ fn admin() -> &'static AdminClient<DefaultClientContext> {
     ADMIN.get_or_init(|| client_config().create().expect("an admin client"))
 }
 
-/// Creates a topic with a fresh random name and `partitions` partitions.
+/// Creates a topic with a fresh random name and `partitions` partitions, and waits until the
+/// broker's metadata shows them all (a stream opened before is a 404: no such topic yet).
 ///
 /// Time retention is off: fixtures carry old timestamps, and the test broker checks
 /// retention every second.
@@ -68,7 +70,31 @@ pub async fn create_topic(partitions: i32) -> String {
     for result in results {
         result.expect("topic created");
     }
+    wait_for_metadata(name.clone(), partitions).await;
     name
+}
+
+async fn wait_for_metadata(topic: String, partitions: i32) {
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = client_config().create().expect("a metadata client");
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            let shown = client
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .ok()
+                .and_then(|metadata| {
+                    let found = metadata.topics().iter().find(|t| t.name() == topic)?;
+                    Some(found.error().is_none() && found.partitions().len() == partitions as usize)
+                });
+            if shown == Some(true) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("topic {topic} is not in the broker's metadata after the wait");
+    })
+    .await
+    .expect("the metadata probe");
 }
 
 /// Deletes the records of `topic`/`partition` before `offset`, moving its log start.
