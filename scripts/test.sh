@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: builds everything, starts a real Kafka broker on
+# The whole test suite, as CI runs it: installs the third-party SSE clients the tests use
+# (scripts/install-test-clients.sh), builds everything, starts a real Kafka broker on
 # loopback (scripts/with-kafka.sh), runs unit, integration and doc tests against it, and
 # stops the broker, whether the tests pass or not.
 #
@@ -7,5 +8,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+scripts/install-test-clients.sh
 cargo build --all-targets --locked
 scripts/with-kafka.sh bash -c 'cargo test --all-targets --locked "$@" && cargo test --doc --locked' -- "$@"

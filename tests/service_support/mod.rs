@@ -87,6 +87,7 @@ pub struct Launch {
     example: Example,
     args: Vec<String>,
     brokers: Option<String>,
+    listen: String,
 }
 
 impl Launch {
@@ -105,6 +106,7 @@ impl Launch {
             example,
             args: Vec::new(),
             brokers: Some(brokers()),
+            listen: "127.0.0.1:0".to_owned(),
         }
     }
 
@@ -117,6 +119,13 @@ impl Launch {
     /// Against these brokers instead of the test broker.
     pub fn brokers(mut self, brokers: &str) -> Self {
         self.brokers = Some(brokers.to_owned());
+        self
+    }
+
+    /// Listens on `address` instead of a free port chosen by the system, so a restarted
+    /// service comes back where its clients reconnect.
+    pub fn listen(mut self, address: impl Into<String>) -> Self {
+        self.listen = address.into();
         self
     }
 
@@ -134,7 +143,7 @@ impl Launch {
         let mut command = Command::new(example_binary(self.example));
         command
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .args(&self.args)
             .env_remove("KAFKA_BROKERS")
             .env("RUST_LOG", "info,axum_service=debug,hyper_service=debug")
