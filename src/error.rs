@@ -82,6 +82,9 @@ pub enum Error {
     /// The Kafka cluster cannot look up offsets by timestamp (librdkafka's mock cluster).
     #[error("this kafka cluster cannot look up offsets by timestamp")]
     TimestampLookupUnsupported,
+    /// The service is shutting down and opens no new stream.
+    #[error("the service is shutting down")]
+    ShuttingDown,
     /// The rdkafka client configuration was rejected.
     #[error("invalid kafka client configuration")]
     Config(#[source] KafkaError),
@@ -130,7 +133,9 @@ impl Error {
             | Error::NoTopics => StatusCode::BAD_REQUEST,
             Error::TopicNotFound { .. } => StatusCode::NOT_FOUND,
             Error::TimestampLookupUnsupported => StatusCode::NOT_IMPLEMENTED,
-            Error::KafkaUnavailable { .. } | Error::Consumer(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::KafkaUnavailable { .. } | Error::Consumer(_) | Error::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -155,6 +160,7 @@ impl Error {
             Error::KafkaUnavailable { .. } => "kafka-unavailable",
             Error::TimestampLookupUnsupported => "timestamp-lookup-unsupported",
             Error::Consumer(_) => "consumer-failed",
+            Error::ShuttingDown => "shutting-down",
             Error::Config(_) => "config",
             Error::Internal(_) => "internal",
         }
@@ -170,7 +176,7 @@ impl Error {
                 Error::Consumer(_) => {
                     "reading from Kafka failed; resume with the last event id".into()
                 }
-                Error::TimestampLookupUnsupported => self.to_string(),
+                Error::TimestampLookupUnsupported | Error::ShuttingDown => self.to_string(),
                 _ => "the server failed to open the stream".into(),
             }
         } else {

@@ -93,8 +93,10 @@ impl EventStream {
         let positions = Positions::new(positions);
         let start_id = settings.event_ids.encode(positions.as_slice());
         let span = tracing::info_span!("kafka_sse.stream", stream = %label, ?format);
+        let shutdown = service.as_ref().map(|service| service.shutdown.subscribe());
         let session = Session {
             feed,
+            shutdown,
             service,
             next_join_check: Instant::now() + JOIN_CHECK,
             join_backoff: JOIN_CHECK,
@@ -189,6 +191,8 @@ enum State {
 
 struct Session {
     feed: Feed,
+    /// The service's shutdown signal; `None` in unit tests.
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// The service, to join shared streams and reopen a consumer; `None` in unit tests.
     service: Option<Arc<Service>>,
     next_join_check: Instant,
@@ -236,6 +240,9 @@ impl Session {
             if self.state == State::Ended {
                 return None;
             }
+            if self.shutting_down() {
+                return self.end_cleanly();
+            }
             if let Some(ready) = self.join_shared_stream_when_idle().await {
                 if let Some(frame) = self.handle(ready).await {
                     return Some(frame);
@@ -250,8 +257,10 @@ impl Session {
             let incoming = if Instant::now() >= wake_at {
                 None
             } else {
+                let shutdown = self.shutdown.as_mut();
                 tokio::select! {
                     biased;
+                    () = shut_down(shutdown) => return self.end_cleanly(),
                     incoming = self.feed.next() => Some(incoming),
                     () = tokio::time::sleep_until(wake_at) => None,
                 }
@@ -271,6 +280,12 @@ impl Session {
                 }
             }
         }
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.shutdown
+            .as_ref()
+            .is_some_and(|shutdown| *shutdown.borrow())
     }
 
     /// The frame for what the feed gave, if any; ends the stream on its end or failure
@@ -496,6 +511,18 @@ impl Session {
 
     fn current_id(&self) -> String {
         self.event_ids.encode(self.positions.as_slice())
+    }
+}
+
+/// Completes once the service shuts down; never without a service.
+async fn shut_down(shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>) {
+    match shutdown {
+        Some(shutdown) => {
+            if shutdown.wait_for(|&down| down).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

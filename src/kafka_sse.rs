@@ -50,6 +50,8 @@ pub(crate) struct Service {
     pub(crate) settings: Settings,
     pub(crate) lookup: Arc<Lookup>,
     pub(crate) fan_out: Arc<FanOut>,
+    /// Turns true once, on [`KafkaSse::shutdown`]; every stream watches it.
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl KafkaSse {
@@ -74,6 +76,7 @@ impl KafkaSse {
                 fan_out: FanOut::new(settings.clone()),
                 settings,
                 lookup,
+                shutdown: tokio::sync::watch::Sender::new(false),
             }),
         }
     }
@@ -120,6 +123,9 @@ impl KafkaSse {
     }
 
     async fn open(&self, request: &StreamRequest) -> Result<(Vec<PartitionPosition>, Feed), Error> {
+        if *self.inner.shutdown.borrow() {
+            return Err(Error::ShuttingDown);
+        }
         let settings = &self.inner.settings;
         let entries = match request.last_event_id.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -183,6 +189,24 @@ impl KafkaSse {
         })
         .await
         .map_err(|join| Error::Internal(join.into()))?
+    }
+
+    /// Ends every open stream after its current frame and refuses new ones with
+    /// [`Error::ShuttingDown`] (503), for a graceful shutdown: the server stops accepting,
+    /// calls this, and its open responses complete on their own.
+    ///
+    /// An SSE stream that consumed messages its client has no id for yet (a filter dropped
+    /// them) first sends an id-only frame, so the client resumes exactly where it was.
+    ///
+    /// ```no_run
+    /// # async fn run(sse: kafka_sse::KafkaSse) {
+    /// tokio::signal::ctrl_c().await.unwrap();
+    /// sse.shutdown();
+    /// # }
+    /// ```
+    pub fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        tracing::info!("shutting down: ending every stream");
     }
 
     /// Whether Kafka answers a metadata request within the look-up timeout; for health

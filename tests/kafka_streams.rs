@@ -5,7 +5,9 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt;
 use kafka_sse::{filter_fn, Format, JsonWithMeta, Message, StreamRequest, TimestampIds};
 use serde_json::{json, Value};
 use support::*;
@@ -381,4 +383,48 @@ async fn many_requests_share_one_service_concurrently() {
     for task in tasks {
         task.await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn shutdown_ends_every_stream_after_a_whole_frame_and_refuses_new_ones() {
+    let topic = create_topic(1).await;
+    let sse = sse();
+    let mut plain = sse.stream(StreamRequest::new([&topic])).await.unwrap();
+    let drop_all = StreamRequest::new([&topic]).filter(filter_fn(|_: &Message, _: &[u8]| false));
+    let mut filtered = sse.stream(drop_all).await.unwrap();
+    for stream in [&mut plain, &mut filtered] {
+        next_frame(stream).await;
+        next_frame(stream).await;
+    }
+    produce_numbers(&topic, 0, 0..2).await;
+    let event = next_frame(&mut plain).await;
+    assert!(event.starts_with("event: message\n"), "{event}");
+    // Let the filtered stream consume both messages without sending anything.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), filtered.next())
+            .await
+            .is_err()
+    );
+
+    sse.shutdown();
+    // Whatever still comes is whole frames, then the end.
+    let mut rest = Vec::new();
+    while let Some(frame) = tokio::time::timeout(WAIT, plain.next()).await.unwrap() {
+        assert!(frame.ends_with(b"\n\n"), "{frame:?}");
+        rest.push(frame);
+        assert!(rest.len() <= 2, "the stream ends");
+    }
+    assert_eq!(
+        next_frame(&mut filtered).await,
+        format!("id: [{{\"topic\":\"{topic}\",\"partition\":0,\"offset\":2}}]\n\n"),
+        "the filtered client learns what it skipped before the end"
+    );
+    assert!(tokio::time::timeout(WAIT, filtered.next())
+        .await
+        .unwrap()
+        .is_none());
+
+    let refused = sse.stream(StreamRequest::new([&topic])).await.unwrap_err();
+    assert!(matches!(refused, kafka_sse::Error::ShuttingDown));
+    assert_eq!(refused.status_code(), 503);
 }
