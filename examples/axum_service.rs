@@ -40,6 +40,7 @@
 #[path = "shared/mod.rs"]
 mod shared;
 
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::shared::cli::Cli;
 use crate::shared::service::{self, Service};
+use crate::shared::shutdown;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -72,7 +74,7 @@ pub struct AppState {
 
 /// The service's routes, for `main` and for tests that serve it themselves.
 ///
-/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the per-IP limit
+/// Serve it with `into_make_service_with_connect_info::<Peer>()`: the per-IP limit
 /// needs the client's address.
 pub fn app(state: AppState) -> Router {
     // Browsers on any origin may read the streams and resume them with Last-Event-ID, and
@@ -99,7 +101,7 @@ type Shared = State<Arc<AppState>>;
 /// `GET /v2/stream/{a,b,...}`: the event stream, or a problem.
 async fn stream(
     State(state): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     names: Result<Path<String>, PathRejection>,
     parts: Parts,
 ) -> Response {
@@ -185,9 +187,13 @@ async fn main() -> anyhow::Result<()> {
         metrics,
     });
 
-    // Serve; the first stdout line tells people and tests where.
-    let listener = tokio::net::TcpListener::bind(cli.listen).await?;
-    let address = listener.local_addr()?;
+    // Serve; the first stdout line tells people and tests where. Connections whose client
+    // stopped reading are closed after --stalled-client-timeout.
+    let listener = StallLimitedListener {
+        tcp: tokio::net::TcpListener::bind(cli.listen).await?,
+        stalled: cli.stalled_client_timeout(),
+    };
+    let address = listener.tcp.local_addr()?;
     println!("listening on http://{address}");
     for stream in started.service.catalog().streams() {
         tracing::info!(
@@ -196,11 +202,70 @@ async fn main() -> anyhow::Result<()> {
             stream.name
         );
     }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await?;
+    // On SIGTERM or Ctrl-C: stop accepting, end every stream after a whole frame, and exit
+    // once the responses are done, or after --shutdown-timeout.
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let sse = started.service.sse().clone();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(async move {
+            shutdown::signal().await;
+            sse.shutdown();
+            let _ = signalled.send(());
+        });
+    let on_signal = async {
+        let _ = on_signal.await;
+    };
+    serve_with_grace(server.into_future(), on_signal, cli.shutdown_timeout).await?;
+    tracing::info!("stopped");
     drop(started);
     Ok(())
+}
+
+/// Runs `server` until it finishes by itself after a shutdown signal, or at most `grace`
+/// after the signal.
+async fn serve_with_grace(
+    server: impl Future<Output = std::io::Result<()>>,
+    signalled: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    tokio::select! {
+        result = server => result,
+        () = async { signalled.await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "connections still open after the shutdown grace; exiting");
+            Ok(())
+        }
+    }
+}
+
+/// The client's address, as the per-IP limit sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, StallLimitedListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, StallLimitedListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// A TCP listener whose connections fail their writes once one has been blocked for
+/// `stalled`, so a client that stops reading is closed and its stream released.
+struct StallLimitedListener {
+    tcp: tokio::net::TcpListener,
+    stalled: Option<Duration>,
+}
+
+impl axum::serve::Listener for StallLimitedListener {
+    type Io = std::pin::Pin<Box<tokio_io_timeout::TimeoutStream<tokio::net::TcpStream>>>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, peer) = axum::serve::Listener::accept(&mut self.tcp).await;
+        (shutdown::with_stall_limit(tcp, self.stalled), peer)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
 }

@@ -29,10 +29,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use kafka_sse::{EventStream, Problem, LAST_EVENT_ID_HEADER, START_ID_HEADER};
 
 use crate::shared::cli::Cli;
 use crate::shared::service::{self, Service};
+use crate::shared::shutdown;
 
 /// A response body: a live stream, or a whole problem document.
 type ResponseBody = Either<EventStream, Full<Bytes>>;
@@ -93,27 +95,47 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
+    let graceful = GracefulShutdown::new();
+    let signal = shutdown::signal();
+    tokio::pin!(signal);
     loop {
-        // Accept a connection; running out of file descriptors is worth a pause, not an
-        // exit.
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        // Accept a connection until the shutdown signal; running out of file descriptors is
+        // worth a pause, not an exit.
+        let (tcp, peer) = tokio::select! {
+            () = &mut signal => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
         };
-        // Serve it on its own task; every request gets the shared service and the peer.
+        // Serve it on its own task; every request gets the shared service and the peer. A
+        // client that stops reading is closed after --stalled-client-timeout.
         let service = started.service.clone();
+        let io = TokioIo::new(shutdown::with_stall_limit(
+            tcp,
+            cli.stalled_client_timeout(),
+        ));
+        let handler = service_fn(move |request| handle(service.clone(), peer, request));
+        let connection = graceful.watch(http1::Builder::new().serve_connection(io, handler));
         tokio::spawn(async move {
-            let handler = service_fn(move |request| handle(service.clone(), peer, request));
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), handler)
-                .await
-            {
+            if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
         });
     }
+    // Stop accepting, end every stream after a whole frame, and wait for the responses to
+    // finish, at most --shutdown-timeout.
+    started.service.sse().shutdown();
+    if tokio::time::timeout(cli.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace; exiting");
+    }
+    tracing::info!("stopped");
+    Ok(())
 }

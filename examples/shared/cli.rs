@@ -48,6 +48,19 @@ pub struct Cli {
     /// The most streams one client IP address may hold open at once; more get 429.
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+
+    /// The most streams open at once from all clients; more get 503 with Retry-After.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// How long a write to a client may stay blocked (the client stopped reading) before
+    /// its connection is closed; it resumes with the last id it received. 0 means never.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub stalled_client_timeout: Duration,
+
+    /// On SIGTERM or Ctrl-C, how long open streams get to end before the process exits.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 /// The `--ids` choice.
@@ -88,6 +101,10 @@ impl Cli {
     }
 
     /// The connection duration limit, `None` for `0`.
+    pub fn stalled_client_timeout(&self) -> Option<Duration> {
+        Some(self.stalled_client_timeout).filter(|d| !d.is_zero())
+    }
+
     pub fn max_connection_duration(&self) -> Option<Duration> {
         Some(self.max_connection_duration).filter(|d| !d.is_zero())
     }

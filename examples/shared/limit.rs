@@ -1,5 +1,5 @@
-//! The per-IP limit on open streams: a slot per open stream, held by the stream
-//! ([`kafka_sse::EventStream::hold`]) until the client goes away.
+//! The limits on open streams, per client address and in all: a slot per open stream,
+//! held by the stream ([`kafka_sse::EventStream::hold`]) until the client goes away.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,25 +13,34 @@ use kafka_sse::Problem;
 /// How long a refused client is told to wait, in seconds.
 const RETRY_AFTER_SECONDS: u64 = 5;
 
-/// Counts the streams each client IP address holds open.
+/// Counts the streams open in all and per client IP address.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     max_per_ip: Option<usize>,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max_total: Option<usize>,
+    open: Arc<Mutex<Open>>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    per_ip: HashMap<IpAddr, usize>,
+    total: usize,
 }
 
 /// One open stream's slot; dropping it frees the slot.
 #[derive(Debug)]
 pub struct Slot {
     ip: IpAddr,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    open: Arc<Mutex<Open>>,
 }
 
 impl ConnectionLimits {
-    /// Limits for `max_per_ip` streams per address; `None` counts but never refuses.
-    pub fn new(max_per_ip: Option<usize>) -> Self {
+    /// Limits of `max_per_ip` streams per address and `max_total` in all; `None` counts
+    /// but never refuses.
+    pub fn new(max_per_ip: Option<usize>, max_total: Option<usize>) -> Self {
         ConnectionLimits {
             max_per_ip,
+            max_total,
             open: Arc::default(),
         }
     }
@@ -40,19 +49,18 @@ impl ConnectionLimits {
     ///
     /// # Errors
     ///
-    /// [`Refused`] when `ip` holds the most streams allowed.
+    /// [`Refused`] when `ip`, or the service, holds the most streams allowed.
     pub fn acquire(&self, ip: IpAddr) -> Result<Slot, Refused> {
         let mut open = self.open.lock().expect("connection count lock");
-        let count = open.entry(ip).or_default();
-        if let Some(max) = self.max_per_ip {
-            if *count >= max {
-                metrics::counter!("http_streams_refused_total", "reason" => "per_ip_limit")
-                    .increment(1);
-                tracing::debug!(%ip, max, "refused a stream: per-IP connection limit");
-                return Err(Refused { max });
-            }
+        if let Some(max) = self.max_total.filter(|&max| open.total >= max) {
+            return Err(refuse(Refused::Total { max }, ip));
         }
-        *count += 1;
+        let count = open.per_ip.get(&ip).copied().unwrap_or_default();
+        if let Some(max) = self.max_per_ip.filter(|&max| count >= max) {
+            return Err(refuse(Refused::PerIp { max }, ip));
+        }
+        *open.per_ip.entry(ip).or_default() += 1;
+        open.total += 1;
         Ok(Slot {
             ip,
             open: self.open.clone(),
@@ -60,33 +68,62 @@ impl ConnectionLimits {
     }
 }
 
+fn refuse(refused: Refused, ip: IpAddr) -> Refused {
+    metrics::counter!("http_streams_refused_total", "reason" => refused.reason()).increment(1);
+    tracing::debug!(%ip, ?refused, "refused a stream");
+    refused
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.open.lock().expect("connection count lock");
-        if let Some(count) = open.get_mut(&self.ip) {
+        open.total -= 1;
+        if let Some(count) = open.per_ip.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.ip);
+                open.per_ip.remove(&self.ip);
             }
         }
     }
 }
 
-/// A stream refused because its client holds `max` streams already.
+/// A stream refused because a limit is reached.
 #[derive(Debug, Clone, Copy)]
-pub struct Refused {
-    max: usize,
+pub enum Refused {
+    /// The client's address holds `max` streams already: 429.
+    PerIp { max: usize },
+    /// The service holds `max` streams already: 503.
+    Total { max: usize },
 }
 
 impl Refused {
-    /// The 429 problem response, with `Retry-After`.
+    fn reason(self) -> &'static str {
+        match self {
+            Refused::PerIp { .. } => "per_ip_limit",
+            Refused::Total { .. } => "total_limit",
+        }
+    }
+
+    /// The problem response, with `Retry-After`.
     pub fn to_http_response(self) -> Response<Bytes> {
-        let detail = format!(
-            "this address already has {} open streams, the most allowed; close one or retry \
-             in {RETRY_AFTER_SECONDS} seconds",
-            self.max
-        );
-        let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-many-streams", detail);
+        let problem = match self {
+            Refused::PerIp { max } => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                format!(
+                    "this address already has {max} open streams, the most allowed; close one \
+                     or retry in {RETRY_AFTER_SECONDS} seconds"
+                ),
+            ),
+            Refused::Total { max } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server-full",
+                format!(
+                    "the service holds {max} open streams, the most it allows; retry in \
+                     {RETRY_AFTER_SECONDS} seconds"
+                ),
+            ),
+        };
         let mut response = problem.to_http_response();
         response
             .headers_mut()

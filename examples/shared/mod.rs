@@ -1,5 +1,6 @@
 //! What both example services share, written once: the command line, the stream
-//! catalog and the stream route, the per-IP limit, and the embedded demo cluster.
+//! catalog and the stream route, the connection limits, graceful shutdown, and the
+//! embedded demo cluster.
 
 pub mod catalog;
 pub mod cli;
@@ -7,3 +8,4 @@ pub mod demo;
 pub mod generator;
 pub mod limit;
 pub mod service;
+pub mod shutdown;

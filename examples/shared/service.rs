@@ -101,7 +101,7 @@ impl Service {
         let service = Service {
             sse,
             catalog: Arc::new(catalog),
-            limits: ConnectionLimits::new(cli.max_connections_per_ip),
+            limits: ConnectionLimits::new(cli.max_connections_per_ip, cli.max_connections),
             demo: demo.is_some(),
         };
         Ok(Started { service, demo })
