@@ -365,3 +365,60 @@ async fn ten_thousand_clients_come_and_go_and_leave_nothing_behind() {
         "the per-IP count is exact"
     );
 }
+
+#[tokio::test]
+async fn a_resume_point_deleted_by_retention_resumes_at_the_log_start_and_says_so() {
+    // Segments roll every 100 ms and are deleted a second after their last message.
+    let topic = support::create_topic_with(
+        1,
+        &[
+            ("retention.ms", "1000"),
+            ("segment.ms", "100"),
+            ("file.delete.delay.ms", "0"),
+        ],
+    )
+    .await;
+    let running = Launch::axum()
+        .arg("--stream")
+        .arg(format!("t={topic}"))
+        .start();
+    for n in 0..5 {
+        produce(&topic, 0, &format!(r#"{{"n":{n}}}"#), None).await;
+    }
+    let expired = format!(r#"[{{"topic":"{topic}","partition":0,"offset":0}}]"#);
+
+    // Keep the log alive with a message now and then until retention has removed the
+    // first segments (bounded by the wait).
+    let deadline = Instant::now() + WAIT * 2;
+    let start = loop {
+        produce(&topic, 0, r#"{"n":99}"#, None).await;
+        let response = running
+            .get_with("/v2/stream/t", &[("last-event-id", expired.as_str())])
+            .await;
+        assert_eq!(response.status(), 200);
+        let start: Value =
+            serde_json::from_str(response.headers()["kafka-sse-start-id"].to_str().unwrap())
+                .unwrap();
+        let offset = start[0]["offset"].as_i64().unwrap();
+        if offset > 0 {
+            break offset;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention never moved the log start"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        start >= 5,
+        "started at the log start {start}, past the deleted messages"
+    );
+    let metrics = running.get("/metrics").await.text().await.unwrap();
+    let resets = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("kafka_sse_offset_resets_total") && line.contains("log_start")
+        })
+        .unwrap_or_else(|| panic!("no reset counted:\n{metrics}"));
+    assert!(!resets.ends_with(" 0"), "{resets}");
+}

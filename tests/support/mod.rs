@@ -60,9 +60,16 @@ fn admin() -> &'static AdminClient<DefaultClientContext> {
 /// Time retention is off: fixtures carry old timestamps, and the test broker checks
 /// retention every second.
 pub async fn create_topic(partitions: i32) -> String {
+    create_topic_with(partitions, &[("retention.ms", "-1")]).await
+}
+
+/// Creates a topic like [`create_topic`] with these topic configs.
+pub async fn create_topic_with(partitions: i32, configs: &[(&str, &str)]) -> String {
     let name = format!("test-{}", rand::random::<u64>());
-    let topic =
-        NewTopic::new(&name, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+    let mut topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        topic = topic.set(key, value);
+    }
     let results = admin()
         .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(WAIT)))
         .await
