@@ -105,6 +105,25 @@ impl Deserializer for RawUtf8 {
     }
 }
 
+/// The event data for `message`, or `None` (logged) when the deserializer rejects it.
+pub(crate) fn deserialize_or_skip(
+    deserializer: &dyn Deserializer,
+    message: &Message,
+) -> Option<Bytes> {
+    deserializer
+        .deserialize(message)
+        .inspect_err(|error| {
+            tracing::warn!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                %error,
+                "skipping a message that cannot be deserialized"
+            );
+        })
+        .ok()
+}
+
 fn payload_of(message: &Message) -> Result<&Bytes, BoxError> {
     message
         .payload_bytes()

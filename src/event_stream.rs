@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::builder::Settings;
 use crate::consumer::{self, MessageSource};
+use crate::deserializer::deserialize_or_skip;
 use crate::fanout::{HubItem, Join, SharedEvent, Subscription};
 use crate::kafka_sse::Service;
 use crate::position::Positions;
@@ -296,7 +297,7 @@ impl Session {
             Incoming::Failed(error) => return Some(self.fail(&error)),
             Incoming::Lagged => self.move_to_own_consumer().await,
             Incoming::Own(message) => {
-                let data = self.deserialize(&message);
+                let data = deserialize_or_skip(&*self.deserializer, &message);
                 self.deliver(&message, data.as_ref(), None)
             }
             Incoming::Shared(event) => self.deliver_shared(&event),
@@ -305,22 +306,6 @@ impl Session {
             tokio::task::consume_budget().await;
         }
         frame
-    }
-
-    fn deserialize(&self, message: &Message) -> Option<Bytes> {
-        match self.deserializer.deserialize(message) {
-            Ok(data) => Some(data),
-            Err(error) => {
-                tracing::warn!(
-                    topic = message.topic(),
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    %error,
-                    "skipping a message that cannot be deserialized"
-                );
-                None
-            }
-        }
     }
 
     fn deliver_shared(&mut self, event: &SharedEvent) -> Option<Bytes> {

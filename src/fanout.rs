@@ -21,6 +21,7 @@ use tokio::sync::broadcast;
 
 use crate::builder::Settings;
 use crate::consumer::MessageSource;
+use crate::deserializer::deserialize_or_skip;
 use crate::position::Positions;
 use crate::{frame, Error, Message, PartitionPosition};
 
@@ -209,19 +210,7 @@ impl FanOut {
     }
 
     fn publish(&self, hub: &Hub, message: Message) {
-        let data = match self.settings.deserializer.deserialize(&message) {
-            Ok(data) => Some(data),
-            Err(error) => {
-                tracing::warn!(
-                    topic = message.topic(),
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    %error,
-                    "skipping a message that cannot be deserialized"
-                );
-                None
-            }
-        };
+        let data = deserialize_or_skip(&*self.settings.deserializer, &message);
         let mut state = hub.state.lock().expect("hub lock");
         let advanced = state.positions.advance(
             message.topic(),

@@ -6,21 +6,15 @@ mod service_support;
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::Value;
-use service_support::{client, Launch, Running};
+use service_support::{client, restartable_axum, Launch, Running};
 use support::{create_topic, produce, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn free_loopback_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
 
 fn signal(running: &Running, name: &str) {
     let status = Command::new("kill")
@@ -47,14 +41,7 @@ async fn produce_n(topic: &str, n: i32, padding: usize) {
 #[tokio::test]
 async fn a_client_resumes_across_repeated_kills_and_loses_nothing() {
     let topic = create_topic(2).await;
-    let address = free_loopback_address();
-    let launch = || {
-        Launch::axum()
-            .listen(address.clone())
-            .arg("--stream")
-            .arg(format!("flow={topic}"))
-            .start()
-    };
+    let launch = restartable_axum("flow", &topic);
     let mut running = Some(launch());
     let url = running.as_ref().unwrap().url("/v2/stream/flow");
 

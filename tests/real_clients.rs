@@ -7,14 +7,13 @@ mod service_support;
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 use serde_json::Value;
-use service_support::{Launch, Running};
+use service_support::{restartable_axum, Launch, Running};
 use support::{create_topic, id_json, produce, WAIT};
 
 fn clients_dir() -> PathBuf {
@@ -164,22 +163,10 @@ fn service(topic: &str) -> Running {
         .start()
 }
 
-fn free_loopback_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn node_eventsource_reconnects_after_a_restart_and_gets_every_event_once() {
     let topic = create_topic(2).await;
-    let address = free_loopback_address();
-    let launch = || {
-        Launch::axum()
-            .listen(address.clone())
-            .arg("--stream")
-            .arg(format!("pages={topic}"))
-            .start()
-    };
+    let launch = restartable_axum("pages", &topic);
     let running = launch();
     let client = Client::spawn(
         Command::new("node")

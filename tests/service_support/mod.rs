@@ -226,6 +226,23 @@ fn log_path(example: Example) -> PathBuf {
     ))
 }
 
+/// A `launch` for the axum service with one stream, on a loopback address fixed for all its
+/// calls: a restarted service comes back where its clients reconnect.
+pub fn restartable_axum(stream: &str, topic: &str) -> impl Fn() -> Running {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .to_string();
+    let stream = format!("{stream}={topic}");
+    move || {
+        Launch::axum()
+            .listen(address.clone())
+            .arg("--stream")
+            .arg(stream.clone())
+            .start()
+    }
+}
+
 /// An HTTP client that never goes through a proxy: every service here is on loopback.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
