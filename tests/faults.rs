@@ -57,7 +57,10 @@ async fn a_client_resumes_across_repeated_kills_and_loses_nothing() {
     });
 
     let http = client();
-    let mut last_id: Option<String> = None;
+    // Start at the beginning, so the events produced before the first connect count too.
+    let mut last_id = Some(format!(
+        r#"[{{"topic":"{topic}","partition":0,"offset":0}},{{"topic":"{topic}","partition":1,"offset":0}}]"#
+    ));
     let mut seen: Vec<(i64, i64)> = Vec::new();
     let mut kills = 0;
     let deadline = Instant::now() + WAIT * 2;
@@ -252,9 +255,14 @@ fn process_usage(pid: u32) -> (usize, usize, u64) {
 }
 
 fn connected_clients(metrics: &str) -> f64 {
+    gauge(metrics, "kafka_sse_connected_clients")
+}
+
+/// The sum of a metric's series in Prometheus text.
+fn gauge(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
-        .filter(|line| line.starts_with("kafka_sse_connected_clients"))
+        .filter(|line| line.starts_with(name))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -265,7 +273,7 @@ async fn ten_thousand_clients_come_and_go_and_leave_nothing_behind() {
     let running = Launch::axum()
         .arg("--stream")
         .arg(format!("t={topic}"))
-        .args(["--max-connections-per-ip", "64"])
+        .args(["--max-connections-per-ip", "256"])
         .start();
     let url = running.url("/v2/stream/t");
     let producer = tokio::spawn({
@@ -320,7 +328,10 @@ async fn ten_thousand_clients_come_and_go_and_leave_nothing_behind() {
     loop {
         let metrics = running.get("/metrics").await.text().await.unwrap();
         let usage = process_usage(running.pid());
-        let settled = connected_clients(&metrics) == 0.0 && usage.0 <= threads && usage.1 <= files;
+        let settled = connected_clients(&metrics) == 0.0
+            && gauge(&metrics, "http_streams_open") == 0.0
+            && usage.0 <= threads
+            && usage.1 <= files;
         if settled {
             eprintln!(
                 "after {cycles} cycles: threads {} (baseline {threads}), files {} ({files}), RSS {} KiB ({rss} KiB)",
@@ -335,15 +346,16 @@ async fn ten_thousand_clients_come_and_go_and_leave_nothing_behind() {
         }
         assert!(
             Instant::now() < deadline,
-            "not back to baseline: connected {} threads {}/{threads} files {}/{files}",
+            "not back to baseline: connected {} slots {} threads {}/{threads} files {}/{files}",
             connected_clients(&metrics),
+            gauge(&metrics, "http_streams_open"),
             usage.0,
             usage.1
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut held = Vec::new();
-    for _ in 0..64 {
+    for _ in 0..256 {
         held.push(running.open("/v2/stream/t").await);
     }
     assert_eq!(

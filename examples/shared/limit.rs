@@ -61,6 +61,7 @@ impl ConnectionLimits {
         }
         *open.per_ip.entry(ip).or_default() += 1;
         open.total += 1;
+        metrics::gauge!("http_streams_open").set(open.total as f64);
         Ok(Slot {
             ip,
             open: self.open.clone(),
@@ -78,6 +79,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.open.lock().expect("connection count lock");
         open.total -= 1;
+        metrics::gauge!("http_streams_open").set(open.total as f64);
         if let Some(count) = open.per_ip.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
