@@ -11,3 +11,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-test-clients.sh
 cargo build --all-targets --locked
 scripts/with-kafka.sh bash -c 'cargo test --all-targets --locked "$@" && cargo test --doc --locked' -- "$@"
+scripts/fuzz.sh 10

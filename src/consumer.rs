@@ -60,7 +60,9 @@ pub(crate) fn open(
     positions: &[PartitionPosition],
     health: Arc<Health>,
 ) -> Result<MessageSource, Error> {
-    let consumer: StreamConsumer = config.create().map_err(Error::Config)?;
+    let consumer: StreamConsumer = config
+        .create()
+        .map_err(|error| Error::config(&error, config))?;
     let mut assignment = TopicPartitionList::new();
     for position in positions {
         assignment

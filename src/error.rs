@@ -86,14 +86,43 @@ pub enum Error {
     #[error("the service is shutting down")]
     ShuttingDown,
     /// The rdkafka client configuration was rejected.
-    #[error("invalid kafka client configuration")]
-    Config(#[source] KafkaError),
+    ///
+    /// librdkafka's own message names the offending property's value, which may be a
+    /// password; here that value and those of credential-like properties (passwords,
+    /// secrets, tokens, keys, JAAS configs) are replaced by `[redacted]`.
+    #[error("invalid kafka client configuration: {reason}")]
+    Config {
+        /// librdkafka's reason, with the configuration's values redacted.
+        reason: String,
+    },
     /// A background task failed unexpectedly.
     #[error("internal task failed")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
+    /// A configuration error whose text names none of `config`'s values.
+    pub(crate) fn config(error: &KafkaError, config: &rdkafka::ClientConfig) -> Self {
+        let (mut reason, mut secrets) = match error {
+            KafkaError::ClientConfig(_, description, property, value) => {
+                (format!("{property}: {description}"), vec![value.as_str()])
+            }
+            other => (other.to_string(), Vec::new()),
+        };
+        let credential_keys = ["password", "secret", "token", "jaas", "credential", "key"];
+        let config = config.config_map();
+        secrets.extend(config.iter().filter_map(|(key, value)| {
+            credential_keys
+                .iter()
+                .any(|hint| key.contains(hint))
+                .then_some(*value)
+        }));
+        for secret in secrets.into_iter().filter(|secret| !secret.is_empty()) {
+            reason = reason.replace(secret, "[redacted]");
+        }
+        Error::Config { reason }
+    }
+
     pub(crate) fn invalid_last_event_id(reason: impl Into<String>) -> Self {
         Error::InvalidLastEventId {
             reason: reason.into(),
@@ -136,7 +165,7 @@ impl Error {
             Error::KafkaUnavailable { .. } | Error::Consumer(_) | Error::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Config { .. } | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -161,7 +190,7 @@ impl Error {
             Error::TimestampLookupUnsupported => "timestamp-lookup-unsupported",
             Error::Consumer(_) => "consumer-failed",
             Error::ShuttingDown => "shutting-down",
-            Error::Config(_) => "config",
+            Error::Config { .. } => "config",
             Error::Internal(_) => "internal",
         }
     }

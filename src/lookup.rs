@@ -59,7 +59,9 @@ impl Lookup {
         if config.get("client.id").is_none() {
             config.set("client.id", "kafka-sse-lookup");
         }
-        let client = config.create().map_err(Error::Config)?;
+        let client = config
+            .create()
+            .map_err(|error| Error::config(&error, &config))?;
         Ok(Arc::new(Lookup {
             client,
             partition_counts: Mutex::new(HashMap::new()),
@@ -89,7 +91,9 @@ impl Lookup {
         let result = look_up(timeout);
         match &result {
             Ok(_) => self.health.mark_up(),
-            Err(Error::KafkaUnavailable { .. }) => self.health.mark_down(),
+            Err(Error::KafkaUnavailable { source, .. }) if means_unreachable(source) => {
+                self.health.mark_down();
+            }
             Err(_) => {}
         }
         result
@@ -384,6 +388,23 @@ impl Lookup {
         }
         Ok(offsets)
     }
+}
+
+/// Whether an error says Kafka could not be reached, rather than that it refused this one
+/// request: only the former may make other requests fail fast.
+fn means_unreachable(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::BrokerNotAvailable
+                | RDKafkaErrorCode::Resolve
+        )
+    )
 }
 
 /// How long to wait before asking again after a retriable error.

@@ -24,6 +24,18 @@ use crate::Error;
 /// assert!(parse_since("yesterday").is_err());
 /// ```
 pub fn parse_since(value: &str) -> Result<i64, Error> {
+    let millis = parse_time(value)?;
+    // Kafka timestamps start at the epoch, and its time look-up reads -1 and -2 as "latest"
+    // and "earliest": an earlier time would silently mean something else.
+    if millis < 0 {
+        return Err(Error::invalid_since(
+            "the time is before 1970-01-01T00:00:00Z, the earliest Kafka timestamp",
+        ));
+    }
+    Ok(millis)
+}
+
+fn parse_time(value: &str) -> Result<i64, Error> {
     let value = value.trim();
     if value.is_empty() {
         return Err(Error::invalid_since("empty value"));
@@ -76,6 +88,9 @@ mod tests {
             "2026-13-01",
             "now",
             "１２",
+            "1969-12-31T23:59:59.999Z",
+            "1969-12-31T23:59:59.998Z",
+            "0001-01-01",
         ] {
             let err = parse_since(bad).unwrap_err();
             assert!(err.is_client_error(), "{bad:?} gave {err}");

@@ -1,0 +1,63 @@
+//! `since` parsing: [`parse_since`] on any text a client can put in the query.
+//!
+//! Beyond "never panics":
+//! - an accepted time is not before the epoch (Kafka's time look-up reads -1 and -2 as
+//!   "latest" and "earliest");
+//! - digits alone are epoch milliseconds, taken as they are;
+//! - an accepted time, written back as RFC 3339, parses to the same milliseconds;
+//! - a refusal is a 400 `invalid-since` with one of the library's fixed reasons, never the
+//!   client's text.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use jiff::Timestamp;
+use kafka_sse::{parse_since, Error};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // Query values reach the library as text (percent-decoded, invalid UTF-8 replaced).
+    let text = String::from_utf8_lossy(data);
+    match parse_since(&text) {
+        Ok(millis) => {
+            assert!(millis >= 0, "{text:?} gives {millis}, before the epoch");
+            let trimmed = text.trim();
+            if trimmed.bytes().all(|b| b.is_ascii_digit()) {
+                assert_eq!(Ok(millis), trimmed.parse::<i64>(), "{trimmed:?}");
+            }
+            // Epoch milliseconds may lie beyond jiff's years -9999..=9999; times may not.
+            if let Ok(time) = Timestamp::from_millisecond(millis) {
+                let written = time.to_string();
+                assert_eq!(parse_since(&written).ok(), Some(millis), "{written}");
+            }
+        }
+        Err(error) => {
+            assert!(
+                matches!(error, Error::InvalidSince { .. }),
+                "unexpected error {error:?}"
+            );
+            assert_eq!(error.status_code(), 400);
+            let detail = error.problem().detail;
+            assert!(
+                reasons().contains(&detail),
+                "a reason outside the fixed ones, which may echo the input: {detail}"
+            );
+        }
+    }
+});
+
+/// Every reason `parse_since` gives, from one input that provokes each.
+fn reasons() -> &'static [String] {
+    static REASONS: OnceLock<Vec<String>> = OnceLock::new();
+    REASONS.get_or_init(|| {
+        [
+            "",
+            "99999999999999999999",
+            "yesterday",
+            "9999-12-31T23:59:59",
+        ]
+        .into_iter()
+        .map(|input| parse_since(input).expect_err(input).problem().detail)
+        .collect()
+    })
+}
