@@ -199,6 +199,18 @@ async fn malformed_filters_and_unknown_streams_are_problems() {
         .detail()
         .contains(&topic));
     assert_eq!(service.problem("/elsewhere").await.status, 404);
+    let seventeen = vec!["rc"; 17].join(",");
+    let too_many = service.problem(&format!("/v2/stream/{seventeen}")).await;
+    assert_eq!(too_many.status, 400);
+    assert_eq!(
+        too_many.body["type"],
+        "urn:kafka-sse:problem:too-many-streams-requested"
+    );
+    let sixteen = vec!["rc"; 16].join(",");
+    assert_eq!(
+        service.get(&format!("/v2/stream/{sixteen}")).await.status(),
+        200
+    );
     let bad_id = service
         .problem("/v2/stream/rc?last-event-id=not-json")
         .await;

@@ -12,6 +12,9 @@ use serde_json::Value;
 
 use super::cli::Cli;
 
+/// The most streams one request may name in `/v2/stream/{a,b,...}`.
+pub const MAX_STREAMS_PER_REQUEST: usize = 16;
+
 /// One named stream: what `/v2/streams` lists and `/v2/stream/{name}` reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +114,13 @@ impl Catalog {
     ///
     /// A 404 problem naming the first unknown stream.
     pub fn select(&self, names: &str) -> Result<Selection, Problem> {
+        if names.split(',').count() > MAX_STREAMS_PER_REQUEST {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "too-many-streams-requested",
+                format!("a request may name at most {MAX_STREAMS_PER_REQUEST} streams"),
+            ));
+        }
         let mut selection = Selection {
             label: String::new(),
             topics: Vec::new(),
