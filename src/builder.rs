@@ -24,6 +24,7 @@ pub(crate) struct Settings {
     pub(crate) max_partitions: usize,
     pub(crate) fan_out: bool,
     pub(crate) fan_out_queue: usize,
+    pub(crate) max_consumers: usize,
 }
 
 impl fmt::Debug for Settings {
@@ -38,6 +39,7 @@ impl fmt::Debug for Settings {
             .field("max_partitions", &self.max_partitions)
             .field("fan_out", &self.fan_out)
             .field("fan_out_queue", &self.fan_out_queue)
+            .field("max_consumers", &self.max_consumers)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +84,7 @@ impl KafkaSseBuilder {
                 max_partitions: 1024,
                 fan_out: true,
                 fan_out_queue: 1024,
+                max_consumers: 256,
             },
         }
     }
@@ -172,6 +175,17 @@ impl KafkaSseBuilder {
     /// stream. Defaults to 1024 events.
     pub fn fan_out_queue(mut self, events: usize) -> Self {
         self.settings.fan_out_queue = events.max(1);
+        self
+    }
+
+    /// The most Kafka consumers the service runs at once: one per shared live stream, plus
+    /// one per client reading on its own (resuming from history, moved off a shared stream
+    /// for falling behind, or every client with fan-out off). Beyond it a request that needs
+    /// a consumer gets [`Error::Busy`] (503), and a client that falls behind a shared stream
+    /// is closed with an id-only frame holding its position, to resume later without loss.
+    /// It keeps a saturated service from spiralling into ever more consumers. Defaults to 256.
+    pub fn max_consumers(mut self, consumers: usize) -> Self {
+        self.settings.max_consumers = consumers;
         self
     }
 

@@ -8,6 +8,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::builder::Settings;
 use crate::health::Health;
 use crate::{Error, Message, PartitionPosition};
@@ -59,6 +61,7 @@ pub(crate) fn open(
     config: &ClientConfig,
     positions: &[PartitionPosition],
     health: Arc<Health>,
+    permit: OwnedSemaphorePermit,
 ) -> Result<MessageSource, Error> {
     let consumer: StreamConsumer = config
         .create()
@@ -83,7 +86,11 @@ pub(crate) fn open(
             source,
         })?;
     let topics: Vec<Arc<str>> = positions.iter().map(|p| p.topic.clone()).collect();
-    Ok(messages(ReleasedOnDrop(Some(consumer)), topics, health))
+    let consumer = ReleasedOnDrop {
+        consumer: Some(consumer),
+        _permit: permit,
+    };
+    Ok(messages(consumer, topics, health))
 }
 
 fn messages(consumer: ReleasedOnDrop, topics: Vec<Arc<str>>, health: Arc<Health>) -> MessageSource {
@@ -141,19 +148,25 @@ fn is_transient(error: &KafkaError) -> bool {
     }
 }
 
-/// Owns the consumer and destroys it on the blocking pool: librdkafka joins its threads on
-/// destroy, which must not stall an async worker.
-struct ReleasedOnDrop(Option<StreamConsumer>);
+/// Owns the consumer, with its place in the service's consumer budget, and destroys it on
+/// the blocking pool: librdkafka joins its threads on destroy, which must not stall an async
+/// worker.
+struct ReleasedOnDrop {
+    consumer: Option<StreamConsumer>,
+    _permit: OwnedSemaphorePermit,
+}
 
 impl ReleasedOnDrop {
     fn get(&self) -> &StreamConsumer {
-        self.0.as_ref().expect("the consumer is only taken on drop")
+        self.consumer
+            .as_ref()
+            .expect("the consumer is only taken on drop")
     }
 }
 
 impl Drop for ReleasedOnDrop {
     fn drop(&mut self) {
-        let Some(consumer) = self.0.take() else {
+        let Some(consumer) = self.consumer.take() else {
             return;
         };
         metrics::counter!("kafka_sse_consumers_released_total").increment(1);

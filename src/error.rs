@@ -82,6 +82,10 @@ pub enum Error {
     /// The Kafka cluster cannot look up offsets by timestamp (librdkafka's mock cluster).
     #[error("this kafka cluster cannot look up offsets by timestamp")]
     TimestampLookupUnsupported,
+    /// The service runs as many Kafka consumers as it may
+    /// ([`KafkaSseBuilder::max_consumers`](crate::KafkaSseBuilder::max_consumers)).
+    #[error("the service is reading as many streams on their own as it may; try again later")]
+    Busy,
     /// The service is shutting down and opens no new stream.
     #[error("the service is shutting down")]
     ShuttingDown,
@@ -162,9 +166,10 @@ impl Error {
             | Error::NoTopics => StatusCode::BAD_REQUEST,
             Error::TopicNotFound { .. } => StatusCode::NOT_FOUND,
             Error::TimestampLookupUnsupported => StatusCode::NOT_IMPLEMENTED,
-            Error::KafkaUnavailable { .. } | Error::Consumer(_) | Error::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Error::KafkaUnavailable { .. }
+            | Error::Consumer(_)
+            | Error::ShuttingDown
+            | Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Error::Config { .. } | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -190,6 +195,7 @@ impl Error {
             Error::TimestampLookupUnsupported => "timestamp-lookup-unsupported",
             Error::Consumer(_) => "consumer-failed",
             Error::ShuttingDown => "shutting-down",
+            Error::Busy => "busy",
             Error::Config { .. } => "config",
             Error::Internal(_) => "internal",
         }
@@ -205,7 +211,9 @@ impl Error {
                 Error::Consumer(_) => {
                     "reading from Kafka failed; resume with the last event id".into()
                 }
-                Error::TimestampLookupUnsupported | Error::ShuttingDown => self.to_string(),
+                Error::TimestampLookupUnsupported | Error::ShuttingDown | Error::Busy => {
+                    self.to_string()
+                }
                 _ => "the server failed to open the stream".into(),
             }
         } else {

@@ -417,17 +417,25 @@ impl Session {
     }
 
     /// Leaves a shared stream this client fell behind for a consumer of its own at its own
-    /// position, so it loses nothing; an error frame if Kafka cannot be reached.
+    /// position, so it loses nothing; an error frame if Kafka cannot be reached. When the
+    /// service runs all the consumers it may, the client is closed with an id-only frame
+    /// holding its position instead, and resumes from there.
     async fn move_to_own_consumer(&mut self) -> Option<Bytes> {
         let Some(service) = self.service.clone() else {
             self.state = State::Ended;
             return None;
         };
         self.feed = Feed::Moving;
+        let Ok(permit) = service.consumer_permit() else {
+            // No consumer to spare: close the client with its exact position instead.
+            self.telemetry.moved("closed");
+            self.state = State::Ended;
+            return (self.format == Format::Sse).then(|| frame::id_only(&self.current_id()));
+        };
         let positions = self.positions.as_slice().to_vec();
         let opened = tokio::task::spawn_blocking(move || {
             let health = service.lookup.health().clone();
-            consumer::open(&service.consumer_config, &positions, health)
+            consumer::open(&service.consumer_config, &positions, health, permit)
         })
         .await
         .map_err(|join| Error::Internal(join.into()))

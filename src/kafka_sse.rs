@@ -43,6 +43,16 @@ pub struct KafkaSse {
     inner: Arc<Service>,
 }
 
+impl Service {
+    /// A place for one more Kafka consumer, or [`Error::Busy`].
+    pub(crate) fn consumer_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        self.consumers.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("kafka_sse_consumer_budget_exhausted_total").increment(1);
+            Error::Busy
+        })
+    }
+}
+
 /// What a [`KafkaSse`] shares between its requests; streams hold it to join shared live
 /// streams and to reopen consumers.
 pub(crate) struct Service {
@@ -50,6 +60,8 @@ pub(crate) struct Service {
     pub(crate) settings: Settings,
     pub(crate) lookup: Arc<Lookup>,
     pub(crate) fan_out: Arc<FanOut>,
+    /// Places for Kafka consumers ([`KafkaSseBuilder::max_consumers`]).
+    pub(crate) consumers: Arc<tokio::sync::Semaphore>,
     /// Turns true once, on [`KafkaSse::shutdown`]; every stream watches it.
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -74,6 +86,7 @@ impl KafkaSse {
             inner: Arc::new(Service {
                 consumer_config: consumer::consumer_config(&config, &settings),
                 fan_out: FanOut::new(settings.clone()),
+                consumers: Arc::new(tokio::sync::Semaphore::new(settings.max_consumers)),
                 settings,
                 lookup,
                 shutdown: tokio::sync::watch::Sender::new(false),
@@ -174,8 +187,9 @@ impl KafkaSse {
             report_resets(&label, &resolved);
             let positions: Vec<PartitionPosition> =
                 resolved.into_iter().map(|start| start.position).collect();
+            let permit = inner.consumer_permit()?;
             let health = inner.lookup.health().clone();
-            let source = consumer::open(&inner.consumer_config, &positions, health)?;
+            let source = consumer::open(&inner.consumer_config, &positions, health, permit)?;
             let Some(key) = key else {
                 return Ok((positions, Feed::Own(source)));
             };

@@ -226,3 +226,60 @@ async fn a_caught_up_history_client_starts_the_shared_stream_for_later_clients()
     assert_exact(&resumed_later, &topic, &BTreeMap::from([(0, 5)]));
     assert!(shares_frames(&resumed_later, &live_seen));
 }
+
+#[tokio::test]
+async fn over_the_consumer_budget_requests_get_503_and_laggards_are_closed_with_their_id() {
+    let topic = create_topic(1).await;
+    // One consumer in all: the shared live stream's.
+    let sse = sse_builder()
+        .deserializer(JsonWithMeta)
+        .fan_out_queue(16)
+        .max_consumers(1)
+        .build()
+        .unwrap();
+    let mut fast = sse.stream(StreamRequest::new([&topic])).await.unwrap();
+    let mut slow = sse.stream(StreamRequest::new([&topic])).await.unwrap();
+    let from_start = json!([{"topic": topic, "partition": 0, "offset": 0}]);
+    let history = sse
+        .stream(StreamRequest::new([&topic]).last_event_id(from_start.to_string()))
+        .await
+        .unwrap_err();
+    assert!(matches!(history, kafka_sse::Error::Busy), "{history}");
+    assert_eq!(history.status_code(), 503);
+
+    // The fast client reads while the events are produced; the slow one does not.
+    let (fast_seen, ()) = tokio::join!(
+        read_events(&mut fast, 60),
+        produce_spread(&topic, 1, 60, Duration::from_millis(5))
+    );
+    assert_exact(&fast_seen, &topic, &BTreeMap::from([(0, 0)]));
+
+    // The slow client fell 60 events behind a queue of 16 and there is no consumer to spare:
+    // it ends with an id-only frame holding exactly what it received.
+    let mut frames = Vec::new();
+    while let Some(frame) = tokio::time::timeout(WAIT, slow.next()).await.unwrap() {
+        frames.push(String::from_utf8(frame.to_vec()).unwrap());
+        assert!(frames.len() < 100, "the slow stream ends");
+    }
+    let received = frames
+        .iter()
+        .filter(|f| f.starts_with("event: message"))
+        .count();
+    let last = frames.last().unwrap();
+    let id = last
+        .strip_prefix("id: ")
+        .expect("an id-only frame last")
+        .trim_end();
+    assert_eq!(
+        id_json(id),
+        json!([{"topic": topic, "partition": 0, "offset": received}])
+    );
+
+    // Resuming from it elsewhere delivers the rest, exactly.
+    let mut resumed = fan_out_service()
+        .stream(StreamRequest::new([&topic]).last_event_id(id))
+        .await
+        .unwrap();
+    let rest = read_events(&mut resumed, 60 - received).await;
+    assert_exact(&rest, &topic, &BTreeMap::from([(0, received as i64)]));
+}
