@@ -55,6 +55,7 @@ fn reasons() -> &'static [String] {
             "99999999999999999999",
             "yesterday",
             "9999-12-31T23:59:59",
+            "1969-12-31T23:59:59.999Z",
         ]
         .into_iter()
         .map(|input| parse_since(input).expect_err(input).problem().detail)
