@@ -4,7 +4,6 @@ use std::fmt;
 
 use bytes::Bytes;
 use serde::de::IgnoredAny;
-use serde_json::{Map, Value};
 
 use crate::Message;
 
@@ -17,7 +16,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// position moves past it, and the stream goes on. Line breaks in the data are allowed; the
 /// framing splits them into several `data:` lines.
 ///
-/// Ready-made: [`JsonPassThrough`] (the default), [`JsonWithMeta`], [`RawUtf8`];
+/// Ready-made: [`JsonPassThrough`] (the default), [`JsonWithMeta`](crate::JsonWithMeta), [`RawUtf8`];
 /// [`deserializer_fn`] adapts a closure.
 pub trait Deserializer: Send + Sync + 'static {
     /// The event data for `message`, or why the message cannot be sent.
@@ -41,45 +40,6 @@ impl Deserializer for JsonPassThrough {
         let payload = payload_of(message)?;
         serde_json::from_slice::<IgnoredAny>(payload)?;
         Ok(payload.clone())
-    }
-}
-
-/// Parses a JSON object and adds the Kafka coordinates under `meta`, as Wikimedia's
-/// EventStreams does: `meta.topic`, `meta.partition`, `meta.offset` and, when the message has
-/// one, `meta.timestamp` (epoch milliseconds). An existing `meta` object keeps its other
-/// fields.
-///
-/// With these, NDJSON clients (which see no `id:`) can still resume.
-///
-/// ```
-/// use kafka_sse::{Deserializer, JsonWithMeta, Message};
-///
-/// let message = Message::new("rc", 2, 7, r#"{"title":"X","meta":{"domain":"en.wikipedia.org"}}"#);
-/// let data = JsonWithMeta.deserialize(&message).unwrap();
-/// assert_eq!(
-///     data,
-///     r#"{"title":"X","meta":{"domain":"en.wikipedia.org","topic":"rc","partition":2,"offset":7}}"#
-/// );
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonWithMeta;
-
-impl Deserializer for JsonWithMeta {
-    fn deserialize(&self, message: &Message) -> Result<Bytes, BoxError> {
-        let mut event: Map<String, Value> = serde_json::from_slice(payload_of(message)?)?;
-        let meta = event
-            .entry("meta")
-            .or_insert_with(|| Value::Object(Map::new()));
-        let Value::Object(meta) = meta else {
-            return Err("the event's \"meta\" is not an object".into());
-        };
-        meta.insert("topic".into(), message.topic().into());
-        meta.insert("partition".into(), message.partition().into());
-        meta.insert("offset".into(), message.offset().into());
-        if let Some(timestamp) = message.timestamp() {
-            meta.insert("timestamp".into(), timestamp.into());
-        }
-        Ok(serde_json::to_vec(&event)?.into())
     }
 }
 
@@ -124,7 +84,7 @@ pub(crate) fn deserialize_or_skip(
         .ok()
 }
 
-fn payload_of(message: &Message) -> Result<&Bytes, BoxError> {
+pub(crate) fn payload_of(message: &Message) -> Result<&Bytes, BoxError> {
     message
         .payload_bytes()
         .ok_or_else(|| "the message has no payload".into())
@@ -170,25 +130,6 @@ impl<F> fmt::Debug for DeserializerFn<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_with_meta_adds_a_meta_object_and_timestamp() {
-        let message = Message::new("t", 0, 1, r#"{"a":1}"#).with_timestamp(5);
-        let data = JsonWithMeta.deserialize(&message).unwrap();
-        assert_eq!(
-            data,
-            r#"{"a":1,"meta":{"topic":"t","partition":0,"offset":1,"timestamp":5}}"#
-        );
-    }
-
-    #[test]
-    fn json_with_meta_refuses_non_objects() {
-        for payload in ["[1]", "\"text\"", r#"{"meta":3}"#, "{"] {
-            assert!(JsonWithMeta
-                .deserialize(&Message::new("t", 0, 0, payload))
-                .is_err());
-        }
-    }
 
     #[test]
     fn tombstones_are_refused() {

@@ -78,6 +78,7 @@
 //! `kafka_sse_event_lag_seconds`), each labelled with the stream.
 
 mod assignment;
+mod body;
 mod builder;
 mod consumer;
 mod deserializer;
@@ -89,6 +90,7 @@ mod filter;
 pub mod frame;
 mod health;
 mod http;
+mod json_with_meta;
 mod kafka_sse;
 mod last_event_id;
 mod lookup;
@@ -100,13 +102,14 @@ mod since;
 pub use crate::assignment::{AssignmentEntry, Start};
 pub use crate::builder::KafkaSseBuilder;
 pub use crate::deserializer::{
-    deserializer_fn, BoxError, Deserializer, DeserializerFn, JsonPassThrough, JsonWithMeta, RawUtf8,
+    deserializer_fn, BoxError, Deserializer, DeserializerFn, JsonPassThrough, RawUtf8,
 };
 pub use crate::error::{Error, Problem};
 pub use crate::event_id::{event_id_fn, EventIdCodec, EventIdFn, OffsetIds, TimestampIds};
 pub use crate::event_stream::EventStream;
 pub use crate::filter::{filter_fn, FieldFilter, Filter, FilterFn};
 pub use crate::http::{LAST_EVENT_ID_HEADER, START_ID_HEADER};
+pub use crate::json_with_meta::JsonWithMeta;
 pub use crate::kafka_sse::KafkaSse;
 pub use crate::last_event_id::parse_last_event_id;
 pub use crate::message::Message;
