@@ -1,14 +1,7 @@
 //! Integration with the `http` crate's types, for any server built on them.
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
-use futures::Stream;
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, Response};
-use http_body::{Body, Frame, SizeHint};
 
 use crate::{Error, EventStream, StreamRequest};
 
@@ -104,23 +97,6 @@ impl EventStream {
         let mut response = Response::new(self);
         *response.headers_mut() = headers;
         response
-    }
-}
-
-impl Body for EventStream {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.poll_next(cx)
-            .map(|frame| frame.map(|data| Ok(Frame::data(data))))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 
