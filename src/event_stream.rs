@@ -9,8 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use futures::FutureExt;
-use tokio::time::Instant;
-use tracing::Instrument;
+use tokio::time::{Instant, Sleep};
 
 use crate::builder::Settings;
 use crate::consumer::{self, MessageSource};
@@ -75,7 +74,8 @@ enum Incoming {
 /// consumer. It also implements [`http_body::Body`], so it can be a response body as it is.
 #[must_use = "streams do nothing unless polled"]
 pub struct EventStream {
-    frames: BoxStream<'static, Bytes>,
+    frames: stream::Fuse<BoxStream<'static, Bytes>>,
+    span: tracing::Span,
     format: Format,
     start_id: String,
     held: Vec<Box<dyn std::any::Any + Send>>,
@@ -93,8 +93,13 @@ impl EventStream {
     ) -> Self {
         let positions = Positions::new(positions);
         let start_id = settings.event_ids.encode(positions.as_slice());
-        let span = tracing::info_span!("kafka_sse.stream", stream = %label, ?format);
+        // Debug level: entered on every poll, the span costs nothing unless asked for.
+        let span = tracing::debug_span!("kafka_sse.stream", stream = %label, ?format);
         let shutdown = service.as_ref().map(|service| service.shutdown.subscribe());
+        let now = Instant::now();
+        let deadline = settings
+            .max_connection_duration
+            .map(|duration| now + duration);
         let session = Session {
             feed,
             shutdown,
@@ -108,24 +113,28 @@ impl EventStream {
             format,
             heartbeat: settings.heartbeat,
             retry: settings.retry,
-            deadline: settings
-                .max_connection_duration
-                .map(|duration| Instant::now() + duration),
+            deadline,
+            last_frame_at: now,
+            timer: Box::pin(tokio::time::sleep_until(wake_at(
+                now,
+                settings.heartbeat,
+                deadline,
+            ))),
             state: State::Opening,
             progress_unsent: false,
             telemetry: Telemetry::new(label),
         };
-        let frames = stream::unfold(session, move |mut session| {
-            async move {
-                let frame = session.next_frame().await?;
-                session.telemetry.frame_sent(frame.len());
-                Some((frame, session))
-            }
-            .instrument(span.clone())
+        let frames = stream::unfold(session, |mut session| async move {
+            let frame = session.next_frame().await?;
+            session.last_frame_at = Instant::now();
+            session.telemetry.frame_sent(frame.len());
+            Some((frame, session))
         })
-        .boxed();
+        .boxed()
+        .fuse();
         EventStream {
             frames,
+            span,
             format,
             start_id,
             held: Vec::new(),
@@ -168,7 +177,9 @@ impl Stream for EventStream {
     type Item = Bytes;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        self.frames.poll_next_unpin(cx)
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        this.frames.poll_next_unpin(cx)
     }
 }
 
@@ -206,6 +217,11 @@ struct Session {
     heartbeat: Duration,
     retry: Option<Duration>,
     deadline: Option<Instant>,
+    /// When the last frame was handed out; a heartbeat is due a `heartbeat` after it.
+    last_frame_at: Instant,
+    /// Wakes the stream for a heartbeat or the deadline. Set lazily: when it fires early
+    /// (frames went out meanwhile) it is moved on, so a busy stream touches no timer per frame.
+    timer: Pin<Box<Sleep>>,
     state: State,
     /// Whether messages were consumed (filtered out or undeserializable) since the last id
     /// the client received.
@@ -236,7 +252,6 @@ impl Session {
     }
 
     async fn next_streaming_frame(&mut self) -> Option<Bytes> {
-        let idle_at = Instant::now() + self.heartbeat;
         loop {
             if self.state == State::Ended {
                 return None;
@@ -250,30 +265,35 @@ impl Session {
                 }
                 continue;
             }
-            let wake_at = self
-                .deadline
-                .map_or(idle_at, |deadline| deadline.min(idle_at));
-            // A source that is always ready (a backlog the filter drops) must not starve
-            // the heartbeat, so the timer is checked before each message too.
-            let incoming = if Instant::now() >= wake_at {
-                None
-            } else {
+            // The timer comes before the feed, so a source that is always ready (a backlog
+            // the filter drops) cannot starve the heartbeat.
+            let incoming = {
                 let shutdown = self.shutdown.as_mut();
                 tokio::select! {
                     biased;
                     () = shut_down(shutdown) => return self.end_cleanly(),
+                    () = &mut self.timer => None,
                     incoming = self.feed.next() => Some(incoming),
-                    () = tokio::time::sleep_until(wake_at) => None,
                 }
             };
             match incoming {
-                None if self
-                    .deadline
-                    .is_some_and(|deadline| Instant::now() >= deadline) =>
-                {
-                    return self.end_cleanly();
+                None => {
+                    let now = Instant::now();
+                    if self.deadline.is_some_and(|deadline| now >= deadline) {
+                        return self.end_cleanly();
+                    }
+                    if now >= self.last_frame_at + self.heartbeat {
+                        self.timer
+                            .as_mut()
+                            .reset(wake_at(now, self.heartbeat, self.deadline));
+                        return Some(self.heartbeat_frame());
+                    }
+                    self.timer.as_mut().reset(wake_at(
+                        self.last_frame_at,
+                        self.heartbeat,
+                        self.deadline,
+                    ));
                 }
-                None => return Some(self.heartbeat_frame()),
                 Some(incoming) => {
                     if let Some(frame) = self.handle(incoming).await {
                         return Some(frame);
@@ -298,7 +318,12 @@ impl Session {
             Incoming::Lagged => self.move_to_own_consumer().await,
             Incoming::Own(message) => {
                 let data = deserialize_or_skip(&*self.deserializer, &message);
-                self.deliver(&message, data.as_ref(), None)
+                let frame = self.deliver(&message, data.as_ref(), None);
+                if frame.is_some() {
+                    // A shared stream records this once per event for all its clients.
+                    self.telemetry.lag(message.timestamp());
+                }
+                frame
             }
             Incoming::Shared(event) => self.deliver_shared(&event),
         };
@@ -358,7 +383,7 @@ impl Session {
             }
         }
         self.progress_unsent = false;
-        self.telemetry.event_sent(message.timestamp());
+        self.telemetry.event_sent();
         let shared_frame = shared.and_then(|event| match self.format {
             Format::Sse => event.sse_frame.clone(),
             Format::Ndjson | Format::Json => event.ndjson_line(),
@@ -377,13 +402,13 @@ impl Session {
     /// consumer fetched, the moment it is most likely level with the shared stream. What the
     /// consumer had ready instead is returned, to be handled as usual.
     async fn join_shared_stream_when_idle(&mut self) -> Option<Incoming> {
+        let Feed::Own(_) = self.feed else {
+            return None;
+        };
         let service = self.service.clone()?;
         if !service.settings.fan_out || Instant::now() < self.next_join_check {
             return None;
         }
-        let Feed::Own(_) = self.feed else {
-            return None;
-        };
         if let Some(ready) = self.feed.next().now_or_never() {
             return Some(ready);
         }
@@ -404,7 +429,11 @@ impl Session {
                 let Feed::Own(source) = std::mem::replace(&mut self.feed, Feed::Moving) else {
                     return None;
                 };
-                self.feed = match service.fan_out.start(source, self.positions.as_slice()) {
+                let started =
+                    service
+                        .fan_out
+                        .start(source, self.positions.as_slice(), &self.telemetry.label);
+                self.feed = match started {
                     Ok(subscription) => {
                         self.telemetry.moved("started");
                         Feed::Shared(subscription)
@@ -507,6 +536,22 @@ impl Session {
     }
 }
 
+/// When a stream whose last frame went out at `last_frame_at` next needs waking.
+fn wake_at(last_frame_at: Instant, heartbeat: Duration, deadline: Option<Instant>) -> Instant {
+    let idle_at = last_frame_at + heartbeat;
+    deadline.map_or(idle_at, |deadline| deadline.min(idle_at))
+}
+
+/// Records in `lag` how long ago a message with this Kafka timestamp was produced.
+pub(crate) fn record_lag(lag: &metrics::Histogram, timestamp: Option<i64>) {
+    if let Some(timestamp) = timestamp {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        lag.record((now - timestamp).max(0) as f64 / 1000.0);
+    }
+}
+
 /// Completes once the service shuts down; never without a service.
 async fn shut_down(shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>) {
     match shutdown {
@@ -548,15 +593,13 @@ impl Telemetry {
         self.bytes.increment(len as u64);
     }
 
-    fn event_sent(&mut self, timestamp: Option<i64>) {
+    fn event_sent(&mut self) {
         self.events_sent += 1;
         self.events.increment(1);
-        if let Some(timestamp) = timestamp {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            self.lag.record((now - timestamp).max(0) as f64 / 1000.0);
-        }
+    }
+
+    fn lag(&self, timestamp: Option<i64>) {
+        record_lag(&self.lag, timestamp);
     }
 
     fn skipped(&self) {

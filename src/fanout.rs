@@ -22,6 +22,7 @@ use tokio::sync::broadcast;
 use crate::builder::Settings;
 use crate::consumer::MessageSource;
 use crate::deserializer::deserialize_or_skip;
+use crate::event_stream::record_lag;
 use crate::position::Positions;
 use crate::{frame, Error, Message, PartitionPosition};
 
@@ -74,6 +75,9 @@ pub(crate) enum HubItem {
 
 struct Hub {
     key: HubKey,
+    /// `kafka_sse_event_lag_seconds` of the stream that started the hub, recorded once per
+    /// event for all its clients.
+    lag: metrics::Histogram,
     state: Mutex<HubState>,
     sender: broadcast::Sender<HubItem>,
 }
@@ -110,6 +114,8 @@ pub(crate) enum Join {
 /// Every hub of one [`KafkaSse`](crate::KafkaSse).
 pub(crate) struct FanOut {
     hubs: Mutex<HashMap<HubKey, Arc<Hub>>>,
+    /// One lock per assignment whose hub is being started, so it is started once.
+    starting: Mutex<HashMap<HubKey, Arc<tokio::sync::Mutex<()>>>>,
     settings: Settings,
 }
 
@@ -117,6 +123,7 @@ impl FanOut {
     pub(crate) fn new(settings: Settings) -> Arc<Self> {
         Arc::new(FanOut {
             hubs: Mutex::new(HashMap::new()),
+            starting: Mutex::new(HashMap::new()),
             settings,
         })
     }
@@ -163,13 +170,33 @@ impl FanOut {
         })
     }
 
+    /// Waits until no other request is starting the hub for `key`, and holds that right
+    /// until the returned lock drops: requests that arrive together for a stream nobody
+    /// reads yet open one consumer between them, and the rest join its hub.
+    pub(crate) async fn lock_start(self: &Arc<Self>, key: &HubKey) -> StartLock {
+        let lock = self
+            .starting
+            .lock()
+            .expect("hub start lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let guard = lock.lock_owned().await;
+        StartLock {
+            fan_out: self.clone(),
+            key: key.clone(),
+            guard: Some(guard),
+        }
+    }
+
     /// Starts a hub reading `source`, whose consumer stands at `positions`, and subscribes
-    /// the caller in step with it. When another hub for the same partitions started
-    /// meanwhile, the source is handed back.
+    /// the caller in step with it; `label` names the stream in its metrics. When another hub
+    /// for the same partitions started meanwhile, the source is handed back.
     pub(crate) fn start(
         self: &Arc<Self>,
         source: MessageSource,
         positions: &[PartitionPosition],
+        label: &str,
     ) -> Result<Subscription, MessageSource> {
         let key = key_of(positions);
         let mut hubs = self.hubs.lock().expect("hub registry lock");
@@ -179,6 +206,7 @@ impl FanOut {
         let (sender, receiver) = broadcast::channel(self.settings.fan_out_queue.max(1));
         let hub = Arc::new(Hub {
             key: key.clone(),
+            lag: metrics::histogram!("kafka_sse_event_lag_seconds", "stream" => label.to_owned()),
             state: Mutex::new(HubState {
                 positions: Positions::new(positions.to_vec()),
                 open: true,
@@ -225,6 +253,7 @@ impl FanOut {
             let id = self.settings.event_ids.encode(state.positions.as_slice());
             frame::event("message", &id, data)
         });
+        let timestamp = message.timestamp();
         let event = SharedEvent {
             message,
             data,
@@ -232,7 +261,30 @@ impl FanOut {
             ndjson_line: OnceLock::new(),
         };
         // Sending fails only when nobody listens; the idle check then retires the hub.
-        let _ = hub.sender.send(HubItem::Event(Arc::new(event)));
+        if hub.sender.send(HubItem::Event(Arc::new(event))).is_ok() {
+            record_lag(&hub.lag, timestamp);
+        }
+    }
+}
+
+/// The right to start the hub of one assignment; see [`FanOut::lock_start`].
+pub(crate) struct StartLock {
+    fan_out: Arc<FanOut>,
+    key: HubKey,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for StartLock {
+    fn drop(&mut self) {
+        let mut starting = self.fan_out.starting.lock().expect("hub start lock");
+        drop(self.guard.take());
+        // Nobody else holds or waits for this lock: forget it.
+        if starting
+            .get(&self.key)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            starting.remove(&self.key);
+        }
     }
 }
 
@@ -295,7 +347,7 @@ mod tests {
     async fn live_clients_start_at_the_hub_positions_and_share_frames() {
         let fan_out = fan_out();
         let (feed, source) = mpsc::unbounded();
-        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[5, 7])) else {
+        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[5, 7]), "t") else {
             panic!("a new hub")
         };
         feed.unbounded_send(Ok(Message::new("t", 1, 7, "{}")))
@@ -322,7 +374,7 @@ mod tests {
     async fn clients_join_only_when_not_behind() {
         let fan_out = fan_out();
         let (_feed, source) = mpsc::unbounded::<Result<Message, Error>>();
-        let Ok(_hub) = fan_out.start(source.boxed(), &positions(&[5, 7])) else {
+        let Ok(_hub) = fan_out.start(source.boxed(), &positions(&[5, 7]), "t") else {
             panic!("a new hub")
         };
         assert!(matches!(fan_out.join_at(&positions(&[4, 9])), Join::Behind));
@@ -337,7 +389,7 @@ mod tests {
     async fn a_hub_without_clients_stops_and_is_forgotten() {
         let fan_out = fan_out();
         let (_feed, source) = mpsc::unbounded::<Result<Message, Error>>();
-        let Ok(subscription) = fan_out.start(source.boxed(), &positions(&[1])) else {
+        let Ok(subscription) = fan_out.start(source.boxed(), &positions(&[1]), "t") else {
             panic!("a new hub")
         };
         drop(subscription);

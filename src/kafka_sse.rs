@@ -7,7 +7,7 @@ use rdkafka::ClientConfig;
 
 use crate::assignment::{expand, topics_to_describe, RequestedPartition, Start};
 use crate::builder::{KafkaSseBuilder, Settings};
-use crate::consumer;
+use crate::consumer::{self, MessageSource};
 use crate::event_stream::Feed;
 use crate::fanout::{self, FanOut};
 use crate::lookup::{Lookup, ResolvedStart};
@@ -109,7 +109,7 @@ impl KafkaSse {
     pub async fn stream(&self, request: StreamRequest) -> Result<EventStream, Error> {
         let settings = &self.inner.settings;
         let label: Arc<str> = request.label_or_topics().into();
-        let result = self.open(&request).await;
+        let result = self.open(&request, &label).await;
         match &result {
             Ok(_) => {}
             Err(error) if error.is_client_error() => {
@@ -135,7 +135,11 @@ impl KafkaSse {
         ))
     }
 
-    async fn open(&self, request: &StreamRequest) -> Result<(Vec<PartitionPosition>, Feed), Error> {
+    async fn open(
+        &self,
+        request: &StreamRequest,
+        label: &Arc<str>,
+    ) -> Result<(Vec<PartitionPosition>, Feed), Error> {
         if *self.inner.shutdown.borrow() {
             return Err(Error::ShuttingDown);
         }
@@ -157,8 +161,7 @@ impl KafkaSse {
 
         let inner = self.inner.clone();
         let allowed = request.topics.clone();
-        let label = request.label_or_topics();
-        tokio::task::spawn_blocking(move || {
+        let requested = blocking(move || {
             let expand_with = |refresh: bool| -> Result<Vec<RequestedPartition>, Error> {
                 let counts = inner.lookup.partition_counts(&topics, refresh)?;
                 expand(
@@ -169,20 +172,45 @@ impl KafkaSse {
                     inner.settings.max_partitions,
                 )
             };
-            let requested = match expand_with(false) {
+            match expand_with(false) {
                 Err(Error::UnknownPartition { .. } | Error::TopicNotFound { .. }) => {
-                    expand_with(true)?
+                    expand_with(true)
                 }
-                other => other?,
-            };
-            let key = live.then(|| fanout::key(requested.iter().map(|r| (&r.topic, r.partition))));
-            // A live client joins the shared stream when there is one: its start is the
-            // stream's current position, with no Kafka look-up at all.
-            if let Some((subscription, positions)) =
-                key.as_ref().and_then(|key| inner.fan_out.join_live(key))
-            {
-                return Ok((positions, Feed::Shared(subscription)));
+                other => other,
             }
+        })
+        .await?;
+        if !live {
+            let (positions, source) = self.open_consumer(requested, label.clone()).await?;
+            return Ok((positions, Feed::Own(source)));
+        }
+        // A live client joins the shared stream when there is one: its start is the
+        // stream's current position, with no Kafka look-up at all. Clients arriving together
+        // wait for the first to start it rather than each opening a consumer.
+        let fan_out = &self.inner.fan_out;
+        let key = fanout::key(requested.iter().map(|r| (&r.topic, r.partition)));
+        if let Some((subscription, positions)) = fan_out.join_live(&key) {
+            return Ok((positions, Feed::Shared(subscription)));
+        }
+        let _starting = fan_out.lock_start(&key).await;
+        if let Some((subscription, positions)) = fan_out.join_live(&key) {
+            return Ok((positions, Feed::Shared(subscription)));
+        }
+        let (positions, source) = self.open_consumer(requested, label.clone()).await?;
+        Ok(match fan_out.start(source, &positions, label) {
+            Ok(subscription) => (positions, Feed::Shared(subscription)),
+            Err(source) => (positions, Feed::Own(source)),
+        })
+    }
+
+    /// Resolves `requested` to concrete start positions and opens a consumer there.
+    async fn open_consumer(
+        &self,
+        requested: Vec<RequestedPartition>,
+        label: Arc<str>,
+    ) -> Result<(Vec<PartitionPosition>, MessageSource), Error> {
+        let inner = self.inner.clone();
+        blocking(move || {
             let resolved = inner.lookup.resolve(&requested)?;
             report_resets(&label, &resolved);
             let positions: Vec<PartitionPosition> =
@@ -190,19 +218,9 @@ impl KafkaSse {
             let permit = inner.consumer_permit()?;
             let health = inner.lookup.health().clone();
             let source = consumer::open(&inner.consumer_config, &positions, health, permit)?;
-            let Some(key) = key else {
-                return Ok((positions, Feed::Own(source)));
-            };
-            match inner.fan_out.start(source, &positions) {
-                Ok(subscription) => Ok((positions, Feed::Shared(subscription))),
-                Err(source) => match inner.fan_out.join_live(&key) {
-                    Some((subscription, positions)) => Ok((positions, Feed::Shared(subscription))),
-                    None => Ok((positions, Feed::Own(source))),
-                },
-            }
+            Ok((positions, source))
         })
         .await
-        .map_err(|join| Error::Internal(join.into()))?
     }
 
     /// Ends every open stream after its current frame and refuses new ones with
@@ -231,9 +249,7 @@ impl KafkaSse {
     /// [`Error::KafkaUnavailable`] when it does not.
     pub async fn check_kafka(&self) -> Result<(), Error> {
         let lookup = self.inner.lookup.clone();
-        tokio::task::spawn_blocking(move || lookup.check())
-            .await
-            .map_err(|join| Error::Internal(join.into()))?
+        blocking(move || lookup.check()).await
     }
 }
 
@@ -256,6 +272,15 @@ fn report_resets(label: &str, resolved: &[ResolvedStart]) {
         )
         .increment(1);
     }
+}
+
+/// Runs `work` on tokio's blocking pool: librdkafka look-ups and consumer creation block.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| Error::Internal(join.into()))?
 }
 
 /// Shows an error with its sources, for server-side logs only.
