@@ -190,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
     // Serve; the first stdout line tells people and tests where. Connections whose client
     // stopped reading are closed after --stalled-client-timeout.
     let listener = StallLimitedListener {
-        tcp: tokio::net::TcpListener::bind(cli.listen).await?,
+        tcp: service::listen(cli.listen)?,
         stalled: cli.stalled_client_timeout(),
     };
     let address = listener.tcp.local_addr()?;

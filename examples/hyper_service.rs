@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     service::init_tracing();
     let started = Service::start(&cli)?;
 
-    let listener = tokio::net::TcpListener::bind(cli.listen).await?;
+    let listener = service::listen(cli.listen)?;
     println!("listening on http://{}", listener.local_addr()?);
     let graceful = GracefulShutdown::new();
     let signal = shutdown::signal();

@@ -2,7 +2,7 @@
 //! stream route.
 
 use std::io::IsTerminal;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
@@ -19,6 +19,22 @@ use super::catalog::{Catalog, EventFilter};
 use super::cli::{Cli, Ids};
 use super::demo::Demo;
 use super::limit::ConnectionLimits;
+
+/// How many connections the kernel may queue before the service accepts them. Tokio's
+/// `TcpListener::bind` asks for 128, which a crowd of clients connecting at once overflows
+/// (the rest wait for SYN retries, a second or more); Linux caps this at `somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `address` with a backlog for crowds of simultaneous connects.
+pub fn listen(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Logs to stderr through `tracing`, `info` unless `RUST_LOG` says otherwise; librdkafka's
 /// own log lines (through the `log` crate) arrive here too.
