@@ -201,6 +201,11 @@ enum Command {
         /// consumer (the library's default otherwise).
         #[arg(long)]
         fan_out_queue: Option<usize>,
+        /// A librdkafka property for the server's clients, KEY=VALUE (for example
+        /// `queued.max.messages.kbytes=65536`); it wins over the library's defaults.
+        /// Repeatable.
+        #[arg(long = "kafka", value_parser = serve::parse_property)]
+        properties: Vec<(String, String)>,
     },
     /// Print a Markdown table from the JSON lines of earlier runs.
     Report {
@@ -451,6 +456,7 @@ async fn main() -> anyhow::Result<()> {
             deserializer,
             no_fan_out,
             fan_out_queue,
+            properties,
         } => {
             serve::serve(
                 listen,
@@ -459,6 +465,7 @@ async fn main() -> anyhow::Result<()> {
                 deserializer,
                 !no_fan_out,
                 fan_out_queue,
+                properties,
             )
             .await
         }

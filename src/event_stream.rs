@@ -24,6 +24,9 @@ use crate::{frame, Deserializer, Error, EventIdCodec, Filter, Format, Message, P
 const JOIN_CHECK: Duration = Duration::from_secs(1);
 const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(60);
 
+/// A client on its own consumer records the lag of one event in this many.
+const LAG_SAMPLE_EVERY: u64 = 64;
+
 /// Where a stream's messages come from.
 pub(crate) enum Feed {
     /// The client's own consumer.
@@ -320,8 +323,7 @@ impl Session {
                 let data = deserialize_or_skip(&*self.deserializer, &message);
                 let frame = self.deliver(&message, data.as_ref(), None);
                 if frame.is_some() {
-                    // A shared stream records this once per event for all its clients.
-                    self.telemetry.lag(message.timestamp());
+                    self.telemetry.sample_lag(message.timestamp());
                 }
                 frame
             }
@@ -598,8 +600,14 @@ impl Telemetry {
         self.events.increment(1);
     }
 
-    fn lag(&self, timestamp: Option<i64>) {
-        record_lag(&self.lag, timestamp);
+    /// Records the lag of the event just sent, for one event in [`LAG_SAMPLE_EVERY`]: a
+    /// client on its own consumer is usually reading history, where a per-event clock read
+    /// and histogram record would be a noticeable part of the cost. (A shared stream
+    /// records every event, once for all its clients.)
+    fn sample_lag(&self, timestamp: Option<i64>) {
+        if self.events_sent % LAG_SAMPLE_EVERY == 1 {
+            record_lag(&self.lag, timestamp);
+        }
     }
 
     fn skipped(&self) {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::stream::{self, StreamExt};
 use tokio::sync::broadcast;
 
 use crate::builder::Settings;
@@ -28,6 +28,13 @@ use crate::{frame, Error, Message, PartitionPosition};
 
 /// How often a hub checks whether it still has clients.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
+
+/// How much a hub's batch window grows per client (see
+/// [`KafkaSseBuilder::fan_out_batch_window`](crate::KafkaSseBuilder::fan_out_batch_window)).
+const BATCH_WINDOW_PER_CLIENT: Duration = Duration::from_micros(5);
+
+/// Windows shorter than this are not worth a timer.
+const MIN_BATCH_WINDOW: Duration = Duration::from_millis(1);
 
 /// The partitions of a hub, sorted: its identity.
 pub(crate) type HubKey = Vec<(Arc<str>, i32)>;
@@ -237,6 +244,12 @@ impl FanOut {
         true
     }
 
+    /// How long a hub with `clients` gathers messages before publishing them.
+    fn batch_window(&self, clients: usize) -> Duration {
+        let window = BATCH_WINDOW_PER_CLIENT.saturating_mul(clients.try_into().unwrap_or(u32::MAX));
+        window.min(self.settings.fan_out_batch_window)
+    }
+
     fn publish(&self, hub: &Hub, message: Message) {
         let data = deserialize_or_skip(&*self.settings.deserializer, &message);
         let mut state = hub.state.lock().expect("hub lock");
@@ -297,21 +310,30 @@ impl fmt::Debug for FanOut {
 
 /// A hub's task: reads its consumer at Kafka's pace and publishes every message until the
 /// hub has no client left or the consumer fails for good.
-async fn run(fan_out: Arc<FanOut>, hub: Arc<Hub>, mut source: MessageSource) {
+async fn run(fan_out: Arc<FanOut>, hub: Arc<Hub>, source: MessageSource) {
+    let mut source = source.fuse();
     let mut idle_check = tokio::time::interval(IDLE_CHECK);
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let mut batch = Vec::new();
+    'running: loop {
         tokio::select! {
-            received = source.next() => match received {
-                Some(Ok(message)) => fan_out.publish(&hub, message),
-                Some(Err(error)) => {
-                    let _ = hub.sender.send(HubItem::Failed(Arc::new(error)));
-                    fan_out.retire(&hub, true);
-                    break;
-                }
-                None => {
-                    fan_out.retire(&hub, true);
-                    break;
+            received = source.next() => {
+                batch.push(received);
+                let window = fan_out.batch_window(hub.sender.receiver_count());
+                gather(&mut source, window, &mut batch).await;
+                for received in batch.drain(..) {
+                    match received {
+                        Some(Ok(message)) => fan_out.publish(&hub, message),
+                        Some(Err(error)) => {
+                            let _ = hub.sender.send(HubItem::Failed(Arc::new(error)));
+                            fan_out.retire(&hub, true);
+                            break 'running;
+                        }
+                        None => {
+                            fan_out.retire(&hub, true);
+                            break 'running;
+                        }
+                    }
                 }
             },
             _ = idle_check.tick() => {
@@ -322,6 +344,34 @@ async fn run(fan_out: Arc<FanOut>, hub: Arc<Hub>, mut source: MessageSource) {
         }
     }
     tracing::debug!("fan-out hub stopped");
+}
+
+/// Adds to `batch` what `source` yields within `window`, stopping early at an error or the
+/// end, which it adds too. Nothing is lost if the window closes mid-wait: the pending read
+/// is simply not taken.
+async fn gather(
+    source: &mut stream::Fuse<MessageSource>,
+    window: Duration,
+    batch: &mut Vec<Option<Result<Message, Error>>>,
+) {
+    if window < MIN_BATCH_WINDOW || !matches!(batch.last(), Some(Some(Ok(_)))) {
+        return;
+    }
+    let closed = tokio::time::sleep(window);
+    tokio::pin!(closed);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut closed => return,
+            received = source.next() => {
+                let more = matches!(received, Some(Ok(_)));
+                batch.push(received);
+                if !more {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -383,6 +433,34 @@ mod tests {
         };
         assert_eq!(joined.ahead.len(), 1);
         assert!(matches!(fan_out.join_at(&positions(&[5])), Join::NoHub));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hub_with_many_clients_hands_events_over_together() {
+        let fan_out = fan_out();
+        let (feed, source) = mpsc::unbounded();
+        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[0]), "t") else {
+            panic!("a new hub")
+        };
+        let key = key_of(&positions(&[0]));
+        let _others: Vec<_> = (1..1000).map(|_| fan_out.join_live(&key)).collect();
+        assert_eq!(fan_out.batch_window(1000), Duration::from_millis(5));
+
+        feed.unbounded_send(Ok(Message::new("t", 0, 0, "{}")))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(first.receiver.try_recv().is_err(), "held within the window");
+        feed.unbounded_send(Ok(Message::new("t", 0, 1, "{}")))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(4)).await;
+        for offset in 0..2 {
+            let Ok(HubItem::Event(event)) = first.receiver.try_recv() else {
+                panic!("event {offset} published when the window closed")
+            };
+            assert_eq!(event.message.offset(), offset);
+        }
+        assert_eq!(fan_out.batch_window(100), Duration::from_micros(500));
+        assert_eq!(fan_out.batch_window(1_000_000), Duration::from_millis(50));
     }
 
     #[tokio::test(start_paused = true)]

@@ -46,6 +46,14 @@ pub fn parse_route(value: &str) -> Result<Route, String> {
     })
 }
 
+/// Parses a KEY=VALUE librdkafka property.
+pub fn parse_property(value: &str) -> Result<(String, String), String> {
+    let (key, value) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {value:?}"))?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
 type Body = Either<EventStream, Full<Bytes>>;
 
 /// Serves `GET /v2/stream/NAME` for each route until the process ends.
@@ -56,9 +64,13 @@ pub async fn serve(
     deserializer: DeserializerChoice,
     fan_out: bool,
     fan_out_queue: Option<usize>,
+    properties: Vec<(String, String)>,
 ) -> anyhow::Result<()> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
+    for (key, value) in properties {
+        config.set(key, value);
+    }
     let mut builder = KafkaSse::builder(config).fan_out(fan_out);
     if let Some(events) = fan_out_queue {
         builder = builder.fan_out_queue(events);
