@@ -161,13 +161,18 @@ impl Lookup {
         }
     }
 
-    /// Partition counts of `topics`, from the cache when it is fresh enough and `refresh` is
-    /// false.
+    /// Partition counts of `topics`, from the cache while it is younger than the metadata
+    /// max age, or, when `refresh` forces a fetch, younger than [`MIN_FORCED_REFRESH`].
     pub(crate) fn partition_counts(
         &self,
         topics: &BTreeSet<String>,
         refresh: bool,
     ) -> Result<HashMap<String, i32>, Error> {
+        let trusted_for = if refresh {
+            MIN_FORCED_REFRESH.min(self.max_age)
+        } else {
+            self.max_age
+        };
         let mut counts = HashMap::new();
         for topic in topics {
             let cached = self
@@ -175,7 +180,7 @@ impl Lookup {
                 .lock()
                 .expect("metadata cache lock")
                 .get(topic)
-                .filter(|(at, _)| !refresh && at.elapsed() < self.max_age)
+                .filter(|(at, _)| at.elapsed() < trusted_for)
                 .map(|&(_, count)| count);
             let count = match cached {
                 Some(count) => count,
@@ -450,6 +455,14 @@ fn means_unreachable(error: &KafkaError) -> bool {
     )
 }
 
+/// How old a cached partition count must be before a forced refresh fetches it again.
+///
+/// A request naming a partition the cache does not know forces a refresh, so that partitions
+/// added to a topic are seen at once. A client choosing partitions that do not exist could
+/// otherwise make every request cost a metadata round trip; with this bound it costs at most
+/// one per topic and interval, and a partition added moments ago is seen after it.
+const MIN_FORCED_REFRESH: Duration = Duration::from_secs(1);
+
 /// How long to wait before asking again after a retriable error.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -497,6 +510,7 @@ fn now_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::KafkaSseBuilder;
 
     #[test]
     fn an_offset_inside_the_log_or_at_its_end_is_where_the_stream_starts() {
@@ -529,5 +543,53 @@ mod tests {
         assert_eq!(reset.reason(), "above_log_end");
         assert_eq!(reset.label(), "log_start");
         assert_eq!(Reset::place(11, 5, 10).0, 5);
+    }
+
+    /// A look-up client for a broker that does not exist: every fetch fails.
+    fn without_broker() -> Arc<Lookup> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", "127.0.0.1:1");
+        let settings = KafkaSseBuilder::new(config.clone())
+            .lookup_timeout(Duration::from_millis(200))
+            .settings();
+        Lookup::new(&config, &settings).unwrap()
+    }
+
+    fn cache(lookup: &Lookup, topic: &str, count: i32, age: Duration) {
+        let at = Instant::now()
+            .checked_sub(age)
+            .expect("the clock has run longer than the age");
+        lookup
+            .partition_counts
+            .lock()
+            .unwrap()
+            .insert(topic.to_owned(), (at, count));
+    }
+
+    fn topics() -> BTreeSet<String> {
+        BTreeSet::from(["t".to_owned()])
+    }
+
+    #[test]
+    fn a_forced_refresh_of_a_count_fetched_moments_ago_uses_the_cache() {
+        let lookup = without_broker();
+        cache(&lookup, "t", 3, Duration::ZERO);
+        for _ in 0..3 {
+            let counts = lookup.partition_counts(&topics(), true).unwrap();
+            assert_eq!(counts, HashMap::from([("t".to_owned(), 3)]));
+        }
+    }
+
+    #[test]
+    fn a_forced_refresh_of_an_older_count_fetches_it_again() {
+        let lookup = without_broker();
+        cache(&lookup, "t", 3, MIN_FORCED_REFRESH * 2);
+        let counts = lookup.partition_counts(&topics(), false).unwrap();
+        assert_eq!(counts["t"], 3, "still younger than the metadata max age");
+        let error = lookup.partition_counts(&topics(), true).unwrap_err();
+        assert!(
+            matches!(error, Error::KafkaUnavailable { .. }),
+            "a fetch was tried and found no broker: {error:?}"
+        );
     }
 }
