@@ -10,7 +10,7 @@ use crate::Error;
 pub enum Start {
     /// The end of the partition: only messages produced from now on.
     Latest,
-    /// A concrete offset; clamped to the partition's log start and end.
+    /// A concrete offset; one outside the partition's log starts at the log start.
     Offset(i64),
     /// The first message at or after this time (milliseconds since the epoch); the end of
     /// the partition if there is none.

@@ -138,7 +138,9 @@ impl KafkaSseBuilder {
     }
 
     /// How long cached topic metadata (partition counts) is trusted. A request naming a
-    /// partition the cache does not know refreshes it at once. Defaults to 30 seconds.
+    /// partition the cache does not know refreshes it at once, unless it was fetched less
+    /// than a second ago, so that such requests cannot make every request cost a metadata
+    /// round trip. Defaults to 30 seconds.
     pub fn metadata_max_age(mut self, age: Duration) -> Self {
         self.settings.metadata_max_age = age;
         self

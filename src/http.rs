@@ -52,9 +52,9 @@ impl StreamRequest {
             }
         }
         request.last_event_id = match parts.headers.get(LAST_EVENT_ID_HEADER) {
+            // `HeaderValue::to_str` accepts visible ASCII only; topic names may be any UTF-8.
             Some(value) => Some(
-                value
-                    .to_str()
+                std::str::from_utf8(value.as_bytes())
                     .map_err(|_| Error::invalid_last_event_id("the header is not UTF-8 text"))?
                     .to_owned(),
             ),
@@ -134,5 +134,15 @@ mod tests {
         let parts = parts(http::Request::get("/s").header("last-event-id", value));
         let err = StreamRequest::from_http(["t"], &parts).unwrap_err();
         assert!(err.is_client_error());
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn last_event_id_in_utf8_beyond_ascii_is_read_as_text() {
+        let value = HeaderValue::from_bytes("[\"café\"]".as_bytes()).unwrap();
+        assert!(value.to_str().is_err(), "the http crate refuses it as text");
+        let parts = parts(http::Request::get("/s").header("last-event-id", value));
+        let request = StreamRequest::from_http(["café"], &parts).unwrap();
+        assert_eq!(request.last_event_id.as_deref(), Some("[\"café\"]"));
     }
 }

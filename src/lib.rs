@@ -57,8 +57,11 @@
 //! - Every `id:` lists every assigned partition, sorted by topic then partition, with the
 //!   next offset not yet delivered; a partition that delivered nothing yet has its concrete
 //!   start offset, so nothing produced while a client is away is lost.
-//! - Offsets outside a partition's log start at its log start or end; the real start
-//!   positions are in [`EventStream::start_id`] and the [`START_ID_HEADER`] response header.
+//! - Offsets outside a partition's log start at its log start: below it, retention deleted
+//!   the messages; above its end, the log the id came from is gone (the topic was recreated,
+//!   or an unclean leader election truncated it). Ids carry no topic id, so a recreated topic
+//!   that has grown past the old offset resumes there. The real start positions are in
+//!   [`EventStream::start_id`] and the [`START_ID_HEADER`] response header.
 //!
 //! # Errors before and after the first byte
 //!

@@ -24,22 +24,66 @@ pub(crate) struct ResolvedStart {
     pub(crate) reset: Option<Reset>,
 }
 
-/// A requested offset that was outside the partition's log and was moved into it.
+/// Why a requested offset is not where its stream starts. Either way the stream starts at
+/// the partition's log start.
+///
+/// An offset above the log end cannot come from this log: the server never emits one. The
+/// log the id was taken from is gone (the topic was deleted and recreated with fewer
+/// messages, or an unclean leader election truncated it), so every message now in the log
+/// is new to the client, or at worst a repeat. Starting at the end would silently skip them.
+///
+/// A recreated topic that has grown past the old offset cannot be told apart from the old
+/// one: ids carry no topic id, so such a resume starts at the requested offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reset {
-    /// Below the log start (deleted by retention, or the topic was recreated).
-    ToLogStart { requested: i64 },
-    /// Beyond the log end.
-    ToLogEnd { requested: i64 },
+    /// Below the log start: retention or a deletion of records removed the messages there.
+    BelowLogStart { requested: i64 },
+    /// Above the log end: the log the id came from is gone.
+    AboveLogEnd { requested: i64, log_end: i64 },
 }
 
 impl Reset {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Reset::ToLogStart { .. } => "log_start",
-            Reset::ToLogEnd { .. } => "log_end",
+    /// Where a stream asked to start at `requested` starts in a log from `log_start` to
+    /// `log_end`, and the reset when that is not `requested`.
+    ///
+    /// The log end itself is inside: it is the id of a client that has received everything.
+    fn place(requested: i64, log_start: i64, log_end: i64) -> (i64, Option<Reset>) {
+        if requested < log_start {
+            (log_start, Some(Reset::BelowLogStart { requested }))
+        } else if requested > log_end {
+            let reset = Reset::AboveLogEnd { requested, log_end };
+            (log_start, Some(reset))
+        } else {
+            (requested, None)
         }
     }
+
+    /// Where the stream starts instead, for the `to` label of
+    /// `kafka_sse_offset_resets_total`: always `log_start`.
+    pub(crate) fn label(self) -> &'static str {
+        "log_start"
+    }
+
+    /// Which case it is, for logs and metrics.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Reset::BelowLogStart { .. } => "below_log_start",
+            Reset::AboveLogEnd { .. } => "above_log_end",
+        }
+    }
+}
+
+/// Logs a reset as a warning: the client misses what retention removed, or its id came from
+/// a log that is gone; either can mean lost data the operator should know about.
+fn warn_reset(position: &PartitionPosition, reset: Reset) {
+    tracing::warn!(
+        topic = %position.topic,
+        partition = position.partition,
+        reason = reset.reason(),
+        ?reset,
+        start = position.next_offset,
+        "the requested offset is outside the partition's log; starting at the log start"
+    );
 }
 
 pub(crate) struct Lookup {
@@ -117,13 +161,18 @@ impl Lookup {
         }
     }
 
-    /// Partition counts of `topics`, from the cache when it is fresh enough and `refresh` is
-    /// false.
+    /// Partition counts of `topics`, from the cache while it is younger than the metadata
+    /// max age, or, when `refresh` forces a fetch, younger than [`MIN_FORCED_REFRESH`].
     pub(crate) fn partition_counts(
         &self,
         topics: &BTreeSet<String>,
         refresh: bool,
     ) -> Result<HashMap<String, i32>, Error> {
+        let trusted_for = if refresh {
+            MIN_FORCED_REFRESH.min(self.max_age)
+        } else {
+            self.max_age
+        };
         let mut counts = HashMap::new();
         for topic in topics {
             let cached = self
@@ -131,7 +180,7 @@ impl Lookup {
                 .lock()
                 .expect("metadata cache lock")
                 .get(topic)
-                .filter(|(at, _)| !refresh && at.elapsed() < self.max_age)
+                .filter(|(at, _)| at.elapsed() < trusted_for)
                 .map(|&(_, count)| count);
             let count = match cached {
                 Some(count) => count,
@@ -195,7 +244,8 @@ impl Lookup {
         })
     }
 
-    /// Resolves every requested start to a concrete offset inside the partition's log.
+    /// Resolves every requested start to a concrete offset inside the partition's log; an
+    /// offset outside it starts at the log start and is logged ([`Reset`]).
     pub(crate) fn resolve(
         &self,
         requested: &[RequestedPartition],
@@ -240,13 +290,11 @@ impl Lookup {
                     }
                     Start::Offset(requested) => {
                         let start = answered(&log_start, &key)?;
-                        position.next_offset = requested.clamp(start, end.max(start));
-                        if requested < start {
-                            reset = Some(Reset::ToLogStart { requested });
-                        } else if requested > end {
-                            reset = Some(Reset::ToLogEnd { requested });
-                        }
+                        (position.next_offset, reset) = Reset::place(requested, start, end);
                     }
+                }
+                if let Some(reset) = reset {
+                    warn_reset(&position, reset);
                 }
                 Ok(ResolvedStart { position, reset })
             })
@@ -407,6 +455,14 @@ fn means_unreachable(error: &KafkaError) -> bool {
     )
 }
 
+/// How old a cached partition count must be before a forced refresh fetches it again.
+///
+/// A request naming a partition the cache does not know forces a refresh, so that partitions
+/// added to a topic are seen at once. A client choosing partitions that do not exist could
+/// otherwise make every request cost a metadata round trip; with this bound it costs at most
+/// one per topic and interval, and a partition added moments ago is seen after it.
+const MIN_FORCED_REFRESH: Duration = Duration::from_secs(1);
+
 /// How long to wait before asking again after a retriable error.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -449,4 +505,91 @@ fn now_millis() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as i64)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KafkaSseBuilder;
+
+    #[test]
+    fn an_offset_inside_the_log_or_at_its_end_is_where_the_stream_starts() {
+        assert_eq!(Reset::place(5, 5, 10), (5, None));
+        assert_eq!(Reset::place(7, 5, 10), (7, None));
+        assert_eq!(Reset::place(10, 5, 10), (10, None));
+    }
+
+    #[test]
+    fn an_offset_below_the_log_start_starts_at_the_log_start() {
+        let (start, reset) = Reset::place(2, 5, 10);
+        assert_eq!(start, 5);
+        assert_eq!(reset, Some(Reset::BelowLogStart { requested: 2 }));
+        assert_eq!(reset.unwrap().reason(), "below_log_start");
+        assert_eq!(reset.unwrap().label(), "log_start");
+    }
+
+    #[test]
+    fn an_offset_above_the_log_end_starts_at_the_log_start_not_the_end() {
+        let (start, reset) = Reset::place(50, 0, 3);
+        assert_eq!(start, 0);
+        let reset = reset.unwrap();
+        assert_eq!(
+            reset,
+            Reset::AboveLogEnd {
+                requested: 50,
+                log_end: 3
+            }
+        );
+        assert_eq!(reset.reason(), "above_log_end");
+        assert_eq!(reset.label(), "log_start");
+        assert_eq!(Reset::place(11, 5, 10).0, 5);
+    }
+
+    /// A look-up client for a broker that does not exist: every fetch fails.
+    fn without_broker() -> Arc<Lookup> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", "127.0.0.1:1");
+        let settings = KafkaSseBuilder::new(config.clone())
+            .lookup_timeout(Duration::from_millis(200))
+            .settings();
+        Lookup::new(&config, &settings).unwrap()
+    }
+
+    fn cache(lookup: &Lookup, topic: &str, count: i32, age: Duration) {
+        let at = Instant::now()
+            .checked_sub(age)
+            .expect("the clock has run longer than the age");
+        lookup
+            .partition_counts
+            .lock()
+            .unwrap()
+            .insert(topic.to_owned(), (at, count));
+    }
+
+    fn topics() -> BTreeSet<String> {
+        BTreeSet::from(["t".to_owned()])
+    }
+
+    #[test]
+    fn a_forced_refresh_of_a_count_fetched_moments_ago_uses_the_cache() {
+        let lookup = without_broker();
+        cache(&lookup, "t", 3, Duration::ZERO);
+        for _ in 0..3 {
+            let counts = lookup.partition_counts(&topics(), true).unwrap();
+            assert_eq!(counts, HashMap::from([("t".to_owned(), 3)]));
+        }
+    }
+
+    #[test]
+    fn a_forced_refresh_of_an_older_count_fetches_it_again() {
+        let lookup = without_broker();
+        cache(&lookup, "t", 3, MIN_FORCED_REFRESH * 2);
+        let counts = lookup.partition_counts(&topics(), false).unwrap();
+        assert_eq!(counts["t"], 3, "still younger than the metadata max age");
+        let error = lookup.partition_counts(&topics(), true).unwrap_err();
+        assert!(
+            matches!(error, Error::KafkaUnavailable { .. }),
+            "a fetch was tried and found no broker: {error:?}"
+        );
+    }
 }

@@ -11,10 +11,16 @@ use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use reqwest::header::HeaderMap;
 use serde_json::Value;
-use service_support::{client, restartable_axum, Launch, Running};
+use service_support::{client, restartable_axum, Launch, Running, Sse};
 use support::{create_topic, produce, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The axum service with one stream, `t`, of `topic`.
+fn serving(topic: &str) -> Launch {
+    Launch::axum().arg("--stream").arg(format!("t={topic}"))
+}
 
 fn signal(running: &Running, name: &str) {
     let status = Command::new("kill")
@@ -105,11 +111,7 @@ async fn a_client_resumes_across_repeated_kills_and_loses_nothing() {
 #[tokio::test]
 async fn sigterm_ends_every_stream_and_the_process_exits() {
     let topic = create_topic(1).await;
-    let mut running = Launch::axum()
-        .arg("--stream")
-        .arg(format!("t={topic}"))
-        .args(["--shutdown-timeout", "20s"])
-        .start();
+    let mut running = serving(&topic).args(["--shutdown-timeout", "20s"]).start();
     let mut bodies = Vec::new();
     for _ in 0..3 {
         let response = running.get("/v2/stream/t").await;
@@ -142,9 +144,7 @@ async fn sigterm_ends_every_stream_and_the_process_exits() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_and_others_are_unaffected() {
     let topic = create_topic(2).await;
-    let running = Launch::axum()
-        .arg("--stream")
-        .arg(format!("t={topic}"))
+    let running = serving(&topic)
         .args([
             "--stalled-client-timeout",
             "1s",
@@ -212,11 +212,7 @@ async fn a_client_that_stops_reading_is_closed_and_others_are_unaffected() {
 #[tokio::test]
 async fn the_global_connection_limit_answers_503_with_retry_after() {
     let topic = create_topic(1).await;
-    let running = Launch::axum()
-        .arg("--stream")
-        .arg(format!("t={topic}"))
-        .args(["--max-connections", "2"])
-        .start();
+    let running = serving(&topic).args(["--max-connections", "2"]).start();
     let first = running.open("/v2/stream/t").await;
     let _second = running.open("/v2/stream/t").await;
     let refused = running.get("/v2/stream/t").await;
@@ -260,9 +256,14 @@ fn connected_clients(metrics: &str) -> f64 {
 
 /// The sum of a metric's series in Prometheus text.
 fn gauge(metrics: &str, name: &str) -> f64 {
+    sum_of_series(metrics, name, "")
+}
+
+/// The sum of a metric's series whose labels include `label`.
+fn sum_of_series(metrics: &str, name: &str, label: &str) -> f64 {
     metrics
         .lines()
-        .filter(|line| line.starts_with(name))
+        .filter(|line| line.starts_with(name) && line.contains(label))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -270,9 +271,7 @@ fn gauge(metrics: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_clients_come_and_go_and_leave_nothing_behind() {
     let topic = create_topic(2).await;
-    let running = Launch::axum()
-        .arg("--stream")
-        .arg(format!("t={topic}"))
+    let running = serving(&topic)
         .args(["--max-connections-per-ip", "256"])
         .start();
     let url = running.url("/v2/stream/t");
@@ -377,10 +376,7 @@ async fn a_resume_point_deleted_by_retention_resumes_at_the_log_start_and_says_s
         ],
     )
     .await;
-    let running = Launch::axum()
-        .arg("--stream")
-        .arg(format!("t={topic}"))
-        .start();
+    let running = serving(&topic).start();
     for n in 0..5 {
         produce(&topic, 0, &format!(r#"{{"n":{n}}}"#), None).await;
     }
@@ -395,10 +391,7 @@ async fn a_resume_point_deleted_by_retention_resumes_at_the_log_start_and_says_s
             .get_with("/v2/stream/t", &[("last-event-id", expired.as_str())])
             .await;
         assert_eq!(response.status(), 200);
-        let start: Value =
-            serde_json::from_str(response.headers()["kafka-sse-start-id"].to_str().unwrap())
-                .unwrap();
-        let offset = start[0]["offset"].as_i64().unwrap();
+        let offset = start_offsets(response.headers())[0];
         if offset > 0 {
             break offset;
         }
@@ -412,12 +405,108 @@ async fn a_resume_point_deleted_by_retention_resumes_at_the_log_start_and_says_s
         start >= 5,
         "started at the log start {start}, past the deleted messages"
     );
+    assert!(
+        resets_to_the_log_start(&running).await >= 1.0,
+        "the reset is counted"
+    );
+}
+
+#[tokio::test]
+async fn a_resume_point_from_before_the_topic_was_recreated_resumes_at_the_log_start_and_says_so() {
+    let topic = create_topic(1).await;
+    let running = serving(&topic).start();
+    produce_numbers_without_auto_create(&topic, 0..6).await;
+    let from_start = format!(r#"[{{"topic":"{topic}","partition":0,"offset":0}}]"#);
+    let mut old = running
+        .open_with("/v2/stream/t", &[("last-event-id", from_start.as_str())])
+        .await;
+    let mut old_id = String::new();
+    for n in 0..6 {
+        let event = old.next_event().await;
+        assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["n"], n);
+        old_id = event.id;
+    }
+    drop(old);
+    assert_eq!(offsets(&old_id), [6]);
+
+    // The new topic holds fewer messages than the old id's offset.
+    support::recreate_topic(&topic, 1).await;
+    produce_numbers_without_auto_create(&topic, 100..103).await;
+
+    let mut resumed = open_once_served(&running, "/v2/stream/t", &old_id).await;
+    assert_eq!(start_offsets(&resumed.headers), [0], "the log start");
+    for (offset, n) in (1..).zip(100..103) {
+        let event = resumed.next_event().await;
+        assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["n"], n);
+        assert_eq!(offsets(&event.id), [offset]);
+    }
+    // Nothing else came in between: the next event is one produced now.
+    produce_numbers_without_auto_create(&topic, 200..201).await;
+    assert_eq!(resumed.next_json().await["n"], 200);
+
+    assert!(
+        resets_to_the_log_start(&running).await >= 1.0,
+        "the reset is counted"
+    );
+    let log = running.log_text();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("WARN") && line.contains("above_log_end")),
+        "the reset is logged as a warning with its reason:\n{log}"
+    );
+}
+
+/// Produces `{"n":N}` for each `n` in `range` to partition 0 with a producer that cannot
+/// create the topic again behind the test's back.
+async fn produce_numbers_without_auto_create(topic: &str, range: std::ops::Range<i32>) {
+    let producer = support::producer_without_auto_create();
+    for n in range {
+        support::produce_with(&producer, topic, 0, &format!(r#"{{"n":{n}}}"#), None).await;
+    }
+}
+
+/// Opens `path` with a `Last-Event-ID`, asking again (within [`WAIT`]) while the service
+/// does not answer 200: right after a topic was recreated its Kafka clients may still hold
+/// the old topic's metadata.
+async fn open_once_served(running: &Running, path: &str, last_event_id: &str) -> Sse {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = running
+            .get_with(path, &[("last-event-id", last_event_id)])
+            .await;
+        if response.status() == 200 {
+            return Sse::new(response);
+        }
+        let status = response.status();
+        assert!(
+            Instant::now() < deadline,
+            "still {status} at the end of the wait: {}",
+            response.text().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The offsets of an id, in its order (topic, then partition).
+fn offsets(id: &str) -> Vec<i64> {
+    let entries: Vec<Value> = serde_json::from_str(id).unwrap();
+    entries
+        .iter()
+        .map(|entry| entry["offset"].as_i64().unwrap())
+        .collect()
+}
+
+/// The offsets a stream starts at, from its `kafka-sse-start-id` response header.
+fn start_offsets(headers: &HeaderMap) -> Vec<i64> {
+    offsets(headers["kafka-sse-start-id"].to_str().unwrap())
+}
+
+/// How many resume points the service moved to a log start, from its metrics.
+async fn resets_to_the_log_start(running: &Running) -> f64 {
     let metrics = running.get("/metrics").await.text().await.unwrap();
-    let resets = metrics
-        .lines()
-        .find(|line| {
-            line.starts_with("kafka_sse_offset_resets_total") && line.contains("log_start")
-        })
-        .unwrap_or_else(|| panic!("no reset counted:\n{metrics}"));
-    assert!(!resets.ends_with(" 0"), "{resets}");
+    sum_of_series(
+        &metrics,
+        "kafka_sse_offset_resets_total",
+        r#"to="log_start""#,
+    )
 }

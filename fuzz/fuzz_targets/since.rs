@@ -2,7 +2,7 @@
 //!
 //! Beyond "never panics":
 //! - an accepted time is not before the epoch (Kafka's time look-up reads -1 and -2 as
-//!   "latest" and "earliest");
+//!   "latest" and "earliest"), nor after jiff's latest timestamp;
 //! - digits alone are epoch milliseconds, taken as they are;
 //! - an accepted time, written back as RFC 3339, parses to the same milliseconds;
 //! - a refusal is a 400 `invalid-since` with one of the library's fixed reasons, never the
@@ -25,11 +25,10 @@ fuzz_target!(|data: &[u8]| {
             if trimmed.bytes().all(|b| b.is_ascii_digit()) {
                 assert_eq!(Ok(millis), trimmed.parse::<i64>(), "{trimmed:?}");
             }
-            // Epoch milliseconds may lie beyond jiff's years -9999..=9999; times may not.
-            if let Ok(time) = Timestamp::from_millisecond(millis) {
-                let written = time.to_string();
-                assert_eq!(parse_since(&written).ok(), Some(millis), "{written}");
-            }
+            let written = Timestamp::from_millisecond(millis)
+                .unwrap_or_else(|_| panic!("{text:?} gives {millis}, after jiff's latest time"))
+                .to_string();
+            assert_eq!(parse_since(&written).ok(), Some(millis), "{written}");
         }
         Err(error) => {
             assert!(
@@ -50,13 +49,7 @@ fuzz_target!(|data: &[u8]| {
 fn reasons() -> &'static [String] {
     static REASONS: OnceLock<Vec<String>> = OnceLock::new();
     REASONS.get_or_init(|| {
-        [
-            "",
-            "99999999999999999999",
-            "yesterday",
-            "9999-12-31T23:59:59",
-            "1969-12-31T23:59:59.999Z",
-        ]
+        ["", "yesterday", "1969-12-31T23:59:59.999Z", "10000-01-01"]
         .into_iter()
         .map(|input| parse_since(input).expect_err(input).problem().detail)
         .collect()

@@ -12,6 +12,7 @@ use kafka_sse::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplic
 use kafka_sse::rdkafka::client::DefaultClientContext;
 use kafka_sse::rdkafka::consumer::{BaseConsumer, Consumer};
 use kafka_sse::rdkafka::producer::{FutureProducer, FutureRecord};
+use kafka_sse::rdkafka::types::RDKafkaErrorCode;
 use kafka_sse::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use kafka_sse::{Bytes, EventStream, KafkaSse, KafkaSseBuilder};
 
@@ -66,7 +67,20 @@ pub async fn create_topic(partitions: i32) -> String {
 /// Creates a topic like [`create_topic`] with these topic configs.
 pub async fn create_topic_with(partitions: i32, configs: &[(&str, &str)]) -> String {
     let name = format!("test-{}", rand::random::<u64>());
-    let mut topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+    if let Err(code) = ask_to_create(&name, partitions, configs).await {
+        panic!("topic {name} not created: {code}");
+    }
+    wait_for_metadata(name.clone(), Some(partitions)).await;
+    name
+}
+
+/// Asks the broker to create the topic `name`; its answer.
+async fn ask_to_create(
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), RDKafkaErrorCode> {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     for (key, value) in configs {
         topic = topic.set(key, value);
     }
@@ -74,14 +88,42 @@ pub async fn create_topic_with(partitions: i32, configs: &[(&str, &str)]) -> Str
         .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(WAIT)))
         .await
         .expect("create_topics request");
-    for result in results {
-        result.expect("topic created");
-    }
-    wait_for_metadata(name.clone(), partitions).await;
-    name
+    results
+        .into_iter()
+        .try_for_each(|result| result.map(drop).map_err(|(_, code)| code))
 }
 
-async fn wait_for_metadata(topic: String, partitions: i32) {
+/// Deletes `topic` and creates it again, empty, with `partitions` partitions and time
+/// retention off, as an operator recreating a topic would.
+///
+/// Waits until the broker's metadata no longer shows the topic, then creates it, asking
+/// again (within [`WAIT`]) while the broker still finishes the deletion, and waits until
+/// the metadata shows the new topic.
+pub async fn recreate_topic(topic: &str, partitions: i32) {
+    let results = admin()
+        .delete_topics(&[topic], &AdminOptions::new().operation_timeout(Some(WAIT)))
+        .await
+        .expect("delete_topics request");
+    for result in results {
+        result.expect("topic deleted");
+    }
+    wait_for_metadata(topic.to_owned(), None).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match ask_to_create(topic, partitions, &[("retention.ms", "-1")]).await {
+            Ok(()) => break,
+            Err(RDKafkaErrorCode::TopicAlreadyExists) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(code) => panic!("topic {topic} not created again: {code}"),
+        }
+    }
+    wait_for_metadata(topic.to_owned(), Some(partitions)).await;
+}
+
+/// Waits until the broker's metadata shows `topic` with `partitions` partitions, or, with
+/// `None`, does not show it.
+async fn wait_for_metadata(topic: String, partitions: Option<i32>) {
     tokio::task::spawn_blocking(move || {
         let client: BaseConsumer = client_config().create().expect("a metadata client");
         let deadline = std::time::Instant::now() + WAIT;
@@ -89,16 +131,20 @@ async fn wait_for_metadata(topic: String, partitions: i32) {
             let shown = client
                 .fetch_metadata(Some(&topic), Duration::from_secs(5))
                 .ok()
-                .and_then(|metadata| {
-                    let found = metadata.topics().iter().find(|t| t.name() == topic)?;
-                    Some(found.error().is_none() && found.partitions().len() == partitions as usize)
+                .map(|metadata| {
+                    metadata
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == topic)
+                        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                        .map(|t| t.partitions().len() as i32)
                 });
-            if shown == Some(true) {
+            if shown == Some(partitions) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("topic {topic} is not in the broker's metadata after the wait");
+        panic!("the broker's metadata does not show {topic} with {partitions:?} partitions");
     })
     .await
     .expect("the metadata probe");
@@ -128,15 +174,36 @@ pub fn producer() -> &'static FutureProducer {
     })
 }
 
+/// A producer of its own, that never creates a topic by producing to it (the broker would
+/// otherwise create a deleted topic again as soon as the producer looks it up).
+pub fn producer_without_auto_create() -> FutureProducer {
+    client_config()
+        .set("linger.ms", "0")
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .expect("a producer")
+}
+
 /// Produces one message and returns its offset.
 pub async fn produce(topic: &str, partition: i32, payload: &str, timestamp: Option<i64>) -> i64 {
+    produce_with(producer(), topic, partition, payload, timestamp).await
+}
+
+/// Produces one message with `producer` and returns its offset.
+pub async fn produce_with(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    payload: &str,
+    timestamp: Option<i64>,
+) -> i64 {
     let mut record = FutureRecord::<(), _>::to(topic)
         .partition(partition)
         .payload(payload);
     if let Some(timestamp) = timestamp {
         record = record.timestamp(timestamp);
     }
-    let delivery = producer()
+    let delivery = producer
         .send(record, WAIT)
         .await
         .unwrap_or_else(|(error, _)| panic!("produce to {topic}/{partition}: {error}"));
