@@ -98,8 +98,8 @@ impl KafkaSse {
     ///
     /// Parses and checks the `Last-Event-ID` and `since`, resolves every assigned partition
     /// to a concrete start offset (on tokio's blocking pool: librdkafka look-ups block), and
-    /// assigns a consumer there. Offsets outside a partition's log are moved to its start or
-    /// end, logged, counted in `kafka_sse_offset_resets_total`, and visible in
+    /// assigns a consumer there. Offsets outside a partition's log are moved to its log
+    /// start, logged, counted in `kafka_sse_offset_resets_total`, and visible in
     /// [`EventStream::start_id`].
     ///
     /// # Errors
@@ -257,18 +257,22 @@ fn report_resets(label: &str, resolved: &[ResolvedStart]) {
     for start in resolved {
         let Some(reset) = start.reset else { continue };
         let position = &start.position;
-        tracing::info!(
+        // A warning: the client misses what retention removed, or its id came from a log
+        // that is gone; either can mean lost data the operator should know about.
+        tracing::warn!(
             stream = label,
             topic = %position.topic,
             partition = position.partition,
+            reason = reset.reason(),
             ?reset,
             start = position.next_offset,
-            "requested offset is outside the partition's log; starting inside it"
+            "the requested offset is outside the partition's log; starting at the log start"
         );
         metrics::counter!(
             "kafka_sse_offset_resets_total",
             "stream" => label.to_owned(),
-            "to" => reset.label()
+            "to" => reset.label(),
+            "reason" => reset.reason()
         )
         .increment(1);
     }

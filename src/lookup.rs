@@ -73,19 +73,6 @@ impl Reset {
     }
 }
 
-/// Logs a reset as a warning: the client misses what retention removed, or its id came from
-/// a log that is gone; either can mean lost data the operator should know about.
-fn warn_reset(position: &PartitionPosition, reset: Reset) {
-    tracing::warn!(
-        topic = %position.topic,
-        partition = position.partition,
-        reason = reset.reason(),
-        ?reset,
-        start = position.next_offset,
-        "the requested offset is outside the partition's log; starting at the log start"
-    );
-}
-
 pub(crate) struct Lookup {
     client: BaseConsumer,
     partition_counts: Mutex<HashMap<String, (Instant, i32)>>,
@@ -292,9 +279,6 @@ impl Lookup {
                         let start = answered(&log_start, &key)?;
                         (position.next_offset, reset) = Reset::place(requested, start, end);
                     }
-                }
-                if let Some(reset) = reset {
-                    warn_reset(&position, reset);
                 }
                 Ok(ResolvedStart { position, reset })
             })

@@ -406,7 +406,7 @@ async fn a_resume_point_deleted_by_retention_resumes_at_the_log_start_and_says_s
         "started at the log start {start}, past the deleted messages"
     );
     assert!(
-        resets_to_the_log_start(&running).await >= 1.0,
+        resets_to_the_log_start(&running, "below_log_start").await >= 1.0,
         "the reset is counted"
     );
 }
@@ -445,7 +445,7 @@ async fn a_resume_point_from_before_the_topic_was_recreated_resumes_at_the_log_s
     assert_eq!(resumed.next_json().await["n"], 200);
 
     assert!(
-        resets_to_the_log_start(&running).await >= 1.0,
+        resets_to_the_log_start(&running, "above_log_end").await >= 1.0,
         "the reset is counted"
     );
     let log = running.log_text();
@@ -501,12 +501,15 @@ fn start_offsets(headers: &HeaderMap) -> Vec<i64> {
     offsets(headers["kafka-sse-start-id"].to_str().unwrap())
 }
 
-/// How many resume points the service moved to a log start, from its metrics.
-async fn resets_to_the_log_start(running: &Running) -> f64 {
+/// How many resume points the service moved to a log start for `reason`, from its metrics.
+async fn resets_to_the_log_start(running: &Running, reason: &str) -> f64 {
     let metrics = running.get("/metrics").await.text().await.unwrap();
-    sum_of_series(
-        &metrics,
-        "kafka_sse_offset_resets_total",
-        r#"to="log_start""#,
-    )
+    let counted = |label: &str| sum_of_series(&metrics, "kafka_sse_offset_resets_total", label);
+    let for_reason = counted(&format!(r#"reason="{reason}""#));
+    assert_eq!(
+        for_reason,
+        counted(&format!(r#"to="log_start",reason="{reason}""#)),
+        "every reset goes to the log start:\n{metrics}"
+    );
+    for_reason
 }
