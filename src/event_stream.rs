@@ -1,6 +1,7 @@
 //! The stream of frames sent to one client, and the state machine that produces it.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -98,7 +99,9 @@ impl EventStream {
         let start_id = settings.event_ids.encode(positions.as_slice());
         // Debug level: entered on every poll, the span costs nothing unless asked for.
         let span = tracing::debug_span!("kafka_sse.stream", stream = %label, ?format);
-        let shutdown = service.as_ref().map(|service| service.shutdown.subscribe());
+        let shutdown = Box::pin(shut_down(
+            service.as_ref().map(|service| service.shutdown.subscribe()),
+        ));
         let now = Instant::now();
         let deadline = settings
             .max_connection_duration
@@ -206,8 +209,9 @@ enum State {
 
 struct Session {
     feed: Feed,
-    /// The service's shutdown signal; `None` in unit tests.
-    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Completes when the service shuts down. Kept across frames so that waiting for it
+    /// registers once, not once per frame.
+    shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// The service, to join shared streams and reopen a consumer; `None` in unit tests.
     service: Option<Arc<Service>>,
     next_join_check: Instant,
@@ -269,15 +273,13 @@ impl Session {
                 continue;
             }
             // The timer comes before the feed, so a source that is always ready (a backlog
-            // the filter drops) cannot starve the heartbeat.
-            let incoming = {
-                let shutdown = self.shutdown.as_mut();
-                tokio::select! {
-                    biased;
-                    () = shut_down(shutdown) => return self.end_cleanly(),
-                    () = &mut self.timer => None,
-                    incoming = self.feed.next() => Some(incoming),
-                }
+            // the filter drops) cannot starve the heartbeat. The shutdown comes last: it is
+            // waited for only when nothing else is ready; a busy stream sees it just above.
+            let incoming = tokio::select! {
+                biased;
+                () = &mut self.timer => None,
+                incoming = self.feed.next() => Some(incoming),
+                () = &mut self.shutdown => return self.end_cleanly(),
             };
             match incoming {
                 None => {
@@ -307,9 +309,9 @@ impl Session {
     }
 
     fn shutting_down(&self) -> bool {
-        self.shutdown
+        self.service
             .as_ref()
-            .is_some_and(|shutdown| *shutdown.borrow())
+            .is_some_and(|service| *service.shutdown.borrow())
     }
 
     /// The frame for what the feed gave, if any; ends the stream on its end or failure
@@ -555,9 +557,9 @@ pub(crate) fn record_lag(lag: &metrics::Histogram, timestamp: Option<i64>) {
 }
 
 /// Completes once the service shuts down; never without a service.
-async fn shut_down(shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>) {
+async fn shut_down(shutdown: Option<tokio::sync::watch::Receiver<bool>>) {
     match shutdown {
-        Some(shutdown) => {
+        Some(mut shutdown) => {
             if shutdown.wait_for(|&down| down).await.is_err() {
                 std::future::pending::<()>().await;
             }
