@@ -591,3 +591,38 @@ async fn invalid_command_lines_exit_with_a_message() {
         assert!(log.contains(expected), "{expected:?} not in: {log}");
     }
 }
+
+#[tokio::test]
+async fn live_clients_arriving_together_share_one_consumer() {
+    let topic = create_topic(2).await;
+    let service = Launch::axum()
+        .args(["--stream", &format!("crowd={topic}")])
+        .start();
+    let mut crowd =
+        futures::future::join_all((0..12).map(|_| service.open("/v2/stream/crowd"))).await;
+    produce(&topic, 1, r#"{"n":7}"#, None).await;
+    for client in &mut crowd {
+        assert_eq!(client.next_json().await["n"], 7);
+    }
+    drop(crowd);
+
+    // The shared stream retires a moment after its last client, releasing its consumer:
+    // the only one opened if the first client started it and the rest joined.
+    let released = || async {
+        let metrics = service.get("/metrics").await.text().await.unwrap();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("kafka_sse_consumers_released_total "))
+            .map_or(0.0, |value| value.trim().parse::<f64>().unwrap())
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while released().await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumer is released"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(released().await, 1.0, "twelve clients, one consumer");
+}
