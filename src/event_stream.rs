@@ -16,7 +16,7 @@ use crate::builder::Settings;
 use crate::consumer::{self, MessageSource};
 use crate::deserializer::deserialize_or_skip;
 use crate::fanout::{HubItem, Join, SharedEvent, Subscription};
-use crate::kafka_sse::Service;
+use crate::kafka_sse::{blocking, Service};
 use crate::position::Positions;
 use crate::{frame, Deserializer, Error, EventIdCodec, Filter, Format, Message, PartitionPosition};
 
@@ -287,17 +287,16 @@ impl Session {
                     if self.deadline.is_some_and(|deadline| now >= deadline) {
                         return self.end_cleanly();
                     }
-                    if now >= self.last_frame_at + self.heartbeat {
-                        self.timer
-                            .as_mut()
-                            .reset(wake_at(now, self.heartbeat, self.deadline));
-                        return Some(self.heartbeat_frame());
-                    }
+                    let idle = now >= self.last_frame_at + self.heartbeat;
+                    let last_frame_at = if idle { now } else { self.last_frame_at };
                     self.timer.as_mut().reset(wake_at(
-                        self.last_frame_at,
+                        last_frame_at,
                         self.heartbeat,
                         self.deadline,
                     ));
+                    if idle {
+                        return Some(self.heartbeat_frame());
+                    }
                 }
                 Some(incoming) => {
                     if let Some(frame) = self.handle(incoming).await {
@@ -426,8 +425,8 @@ impl Session {
             Join::NoHub => {
                 let lookup = service.lookup.clone();
                 let positions = self.positions.as_slice().to_vec();
-                let at_end = tokio::task::spawn_blocking(move || lookup.at_log_end(&positions));
-                if !matches!(at_end.await, Ok(Ok(true))) {
+                let at_end = blocking(move || lookup.at_log_end(&positions));
+                if !matches!(at_end.await, Ok(true)) {
                     return None;
                 }
                 let Feed::Own(source) = std::mem::replace(&mut self.feed, Feed::Moving) else {
@@ -466,13 +465,11 @@ impl Session {
             return (self.format == Format::Sse).then(|| frame::id_only(&self.current_id()));
         };
         let positions = self.positions.as_slice().to_vec();
-        let opened = tokio::task::spawn_blocking(move || {
+        let opened = blocking(move || {
             let health = service.lookup.health().clone();
             consumer::open(&service.consumer_config, &positions, health, permit)
         })
-        .await
-        .map_err(|join| Error::Internal(join.into()))
-        .and_then(|opened| opened);
+        .await;
         match opened {
             Ok(source) => {
                 self.feed = Feed::Own(source);

@@ -279,7 +279,7 @@ fn report_resets(label: &str, resolved: &[ResolvedStart]) {
 }
 
 /// Runs `work` on tokio's blocking pool: librdkafka look-ups and consumer creation block.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(work)
