@@ -5,6 +5,8 @@ use http::{header, HeaderValue, StatusCode};
 use rdkafka::error::KafkaError;
 use serde::Serialize;
 
+use crate::ResponseBody;
+
 /// Everything that can go wrong while building a [`KafkaSse`](crate::KafkaSse) or opening a
 /// stream for a request.
 ///
@@ -231,7 +233,7 @@ impl Error {
     /// assert_eq!(response.status(), 400);
     /// assert_eq!(response.headers()["content-type"], "application/problem+json");
     /// ```
-    pub fn to_http_response(&self) -> http::Response<Bytes> {
+    pub fn to_http_response(&self) -> http::Response<ResponseBody> {
         self.problem().to_http_response()
     }
 }
@@ -279,8 +281,8 @@ impl Problem {
     }
 
     /// A complete response with the problem's status, content type and JSON body.
-    pub fn to_http_response(&self) -> http::Response<Bytes> {
-        let mut response = http::Response::new(self.to_json());
+    pub fn to_http_response(&self) -> http::Response<ResponseBody> {
+        let mut response = http::Response::new(ResponseBody::whole(self.to_json()));
         *response.status_mut() =
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         response.headers_mut().insert(
@@ -320,7 +322,8 @@ mod tests {
     fn problem_response_has_status_type_and_json_body() {
         let response = Error::invalid_last_event_id("not JSON").to_http_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(response.body().as_whole().unwrap()).unwrap();
         assert_eq!(body["type"], "urn:kafka-sse:problem:invalid-last-event-id");
         assert_eq!(body["status"], 400);
         assert_eq!(body["detail"], "invalid last-event-id: not JSON");

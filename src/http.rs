@@ -3,7 +3,7 @@
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, Response};
 
-use crate::{Error, EventStream, StreamRequest};
+use crate::{Error, EventStream, KafkaSse, ResponseBody, StreamRequest};
 
 /// The `Last-Event-ID` request header.
 pub const LAST_EVENT_ID_HEADER: HeaderName = HeaderName::from_static("last-event-id");
@@ -92,11 +92,68 @@ impl EventStream {
 
     /// A `200 OK` response with [`response_headers`](Self::response_headers) and the stream
     /// as its body.
-    pub fn into_http_response(self) -> Response<EventStream> {
+    pub fn into_http_response(self) -> Response<ResponseBody> {
         let headers = self.response_headers();
-        let mut response = Response::new(self);
+        let mut response = Response::new(ResponseBody::from(self));
         *response.headers_mut() = headers;
         response
+    }
+}
+
+impl KafkaSse {
+    /// Answers an HTTP request for a stream of `topics` in one call: the `200` event stream,
+    /// or the `application/problem+json` refusal, in one body type.
+    ///
+    /// The request's `Last-Event-ID` (header or `last-event-id` query parameter), `since`
+    /// and `Accept` are read as [`StreamRequest::from_http`] does; the stream opens as
+    /// [`stream`](Self::stream) does. A handler is then a single expression:
+    ///
+    /// ```no_run
+    /// use axum::{extract::State, http::request::Parts, routing::get, Router};
+    /// use kafka_sse::{KafkaSse, ResponseBody};
+    ///
+    /// async fn recent_changes(State(sse): State<KafkaSse>, parts: Parts) -> http::Response<ResponseBody> {
+    ///     sse.respond(["recentchange"], &parts).await
+    /// }
+    ///
+    /// # fn app(sse: KafkaSse) -> Router {
+    /// Router::new().route("/v2/stream/recentchange", get(recent_changes)).with_state(sse)
+    /// # }
+    /// ```
+    pub async fn respond<I, S>(
+        &self,
+        topics: I,
+        parts: &http::request::Parts,
+    ) -> Response<ResponseBody>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        match StreamRequest::from_http(topics, parts) {
+            Ok(request) => self.respond_to(request).await,
+            Err(error) => error.to_http_response(),
+        }
+    }
+
+    /// Answers a request built by hand (with a filter or a label, say): the `200` event
+    /// stream, or the problem response.
+    ///
+    /// ```no_run
+    /// # async fn run(sse: kafka_sse::KafkaSse, parts: http::request::Parts) -> Result<(), kafka_sse::Error> {
+    /// use kafka_sse::{FieldFilter, StreamRequest};
+    ///
+    /// let request = StreamRequest::from_http(["recentchange"], &parts)?
+    ///     .filter(FieldFilter::parse(["wiki=enwiki"])?)
+    ///     .label("enwiki");
+    /// let response = sse.respond_to(request).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn respond_to(&self, request: StreamRequest) -> Response<ResponseBody> {
+        match self.stream(request).await {
+            Ok(stream) => stream.into_http_response(),
+            Err(error) => error.to_http_response(),
+        }
     }
 }
 

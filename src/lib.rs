@@ -8,18 +8,11 @@
 //! the servers keep no state, Kafka does.
 //!
 //! ```no_run
-//! use axum::{body::Body, http::request::Parts, response::{IntoResponse, Response}, routing::get, Router};
-//! use kafka_sse::{rdkafka::ClientConfig, KafkaSse, StreamRequest};
+//! use axum::{extract::State, http::request::Parts, routing::get, Router};
+//! use kafka_sse::{rdkafka::ClientConfig, KafkaSse, ResponseBody};
 //!
-//! async fn recent_changes(sse: axum::extract::State<KafkaSse>, parts: Parts) -> Response {
-//!     let opened = match StreamRequest::from_http(["recentchange"], &parts) {
-//!         Ok(request) => sse.stream(request).await,
-//!         Err(error) => Err(error),
-//!     };
-//!     match opened {
-//!         Ok(stream) => stream.into_http_response().map(Body::new).into_response(),
-//!         Err(error) => error.to_http_response().map(Body::from).into_response(),
-//!     }
+//! async fn recent_changes(State(sse): State<KafkaSse>, parts: Parts) -> http::Response<ResponseBody> {
+//!     sse.respond(["recentchange"], &parts).await
 //! }
 //!
 //! #[tokio::main]
@@ -103,6 +96,7 @@ mod lookup;
 mod message;
 mod position;
 mod request;
+mod response_body;
 mod since;
 
 pub use crate::assignment::{AssignmentEntry, Start};
@@ -121,6 +115,7 @@ pub use crate::last_event_id::parse_last_event_id;
 pub use crate::message::Message;
 pub use crate::position::PartitionPosition;
 pub use crate::request::{Format, StreamRequest};
+pub use crate::response_body::ResponseBody;
 pub use crate::since::parse_since;
 pub use bytes::Bytes;
 pub use rdkafka;

@@ -5,15 +5,13 @@ mod support;
 
 use std::net::SocketAddr;
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use kafka_sse::{KafkaSse, StreamRequest};
+use kafka_sse::{KafkaSse, ResponseBody};
 use serde_json::{json, Value};
 use support::*;
 
@@ -23,15 +21,8 @@ struct App {
     topics: Vec<String>,
 }
 
-async fn stream(State(app): State<App>, parts: Parts) -> Response {
-    let opened = match StreamRequest::from_http(app.topics.clone(), &parts) {
-        Ok(request) => app.sse.stream(request).await,
-        Err(error) => Err(error),
-    };
-    match opened {
-        Ok(stream) => stream.into_http_response().map(Body::new).into_response(),
-        Err(error) => error.to_http_response().map(Body::from).into_response(),
-    }
+async fn stream(State(app): State<App>, parts: Parts) -> http::Response<ResponseBody> {
+    app.sse.respond(&app.topics, &parts).await
 }
 
 /// Serves `topics` on a free loopback port and returns the stream's URL.
