@@ -1,7 +1,7 @@
 //! SSE and NDJSON framing of event data of growing size.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kafka_sse::frame;
+use kafka_sse::__private as frame;
 
 const ID: &str = r#"[{"topic":"eqiad.mediawiki.recentchange","partition":0,"offset":123456789}]"#;
 

@@ -7,6 +7,7 @@ use crate::Error;
 
 /// Where a partition's stream starts, before it is resolved to a concrete offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Start {
     /// The end of the partition: only messages produced from now on.
     Latest,
@@ -19,6 +20,7 @@ pub enum Start {
 
 /// One entry of a `Last-Event-ID`: a whole topic, or one partition with its position.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AssignmentEntry {
     /// Every partition of the topic, at the request's default start.
     Topic(String),

@@ -58,10 +58,10 @@ mod tests {
     use futures::channel::mpsc;
     use futures::{FutureExt, StreamExt};
     use http_body_util::BodyExt;
-    use rdkafka::ClientConfig;
 
-    use crate::builder::KafkaSseBuilder;
-    use crate::event_stream::Feed;
+    use crate::feed::Feed;
+    use crate::session::Session;
+    use crate::settings::Settings;
     use crate::{Error, Format, Message, PartitionPosition};
 
     use super::*;
@@ -69,15 +69,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn frames_ready_together_are_one_chunk_and_none_waits() {
         let (feed, source) = mpsc::unbounded::<Result<Message, Error>>();
-        let mut body = EventStream::new(
-            Feed::Own(source.boxed()),
+        let session = Session::new(
+            Feed::own(source.boxed()),
             vec![PartitionPosition::new("t", 0, 0)],
-            &KafkaSseBuilder::new(ClientConfig::new()).settings(),
+            &Settings::default(),
             Format::Ndjson,
             None,
             Arc::from("t"),
             None,
         );
+        let mut body = EventStream::new(session, Format::Ndjson, "t");
         for offset in 0..3 {
             feed.unbounded_send(Ok(Message::new("t", 0, offset, format!("[{offset}]"))))
                 .unwrap();

@@ -6,45 +6,8 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use crate::lookup::Lookup;
-use crate::{Deserializer, Error, EventIdCodec, JsonPassThrough, KafkaSse, OffsetIds};
-
-/// Options shared by every stream of one [`KafkaSse`].
-#[derive(Clone)]
-pub(crate) struct Settings {
-    pub(crate) event_ids: Arc<dyn EventIdCodec>,
-    pub(crate) deserializer: Arc<dyn Deserializer>,
-    pub(crate) heartbeat: Duration,
-    pub(crate) retry: Option<Duration>,
-    pub(crate) max_connection_duration: Option<Duration>,
-    pub(crate) lookup_timeout: Duration,
-    pub(crate) metadata_max_age: Duration,
-    pub(crate) consumer_queue_kbytes: u32,
-    pub(crate) max_last_event_id_len: usize,
-    pub(crate) max_partitions: usize,
-    pub(crate) fan_out: bool,
-    pub(crate) fan_out_queue: usize,
-    pub(crate) fan_out_batch_window: Duration,
-    pub(crate) max_consumers: usize,
-}
-
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("heartbeat", &self.heartbeat)
-            .field("retry", &self.retry)
-            .field("max_connection_duration", &self.max_connection_duration)
-            .field("lookup_timeout", &self.lookup_timeout)
-            .field("consumer_queue_kbytes", &self.consumer_queue_kbytes)
-            .field("max_last_event_id_len", &self.max_last_event_id_len)
-            .field("max_partitions", &self.max_partitions)
-            .field("fan_out", &self.fan_out)
-            .field("fan_out_queue", &self.fan_out_queue)
-            .field("fan_out_batch_window", &self.fan_out_batch_window)
-            .field("max_consumers", &self.max_consumers)
-            .finish_non_exhaustive()
-    }
-}
+use crate::settings::Settings;
+use crate::{Deserializer, Error, EventIdCodec, KafkaSse};
 
 /// Builds a [`KafkaSse`] from an rdkafka [`ClientConfig`] and options.
 ///
@@ -69,32 +32,24 @@ pub struct KafkaSseBuilder {
     settings: Settings,
 }
 
+impl KafkaSse {
+    /// Starts building a service from an rdkafka client configuration, which needs at least
+    /// `bootstrap.servers`.
+    ///
+    /// Every stream's consumer is created from this configuration, with auto-commit off, no
+    /// consumer group needed, and a small prefetch (see
+    /// [`KafkaSseBuilder::consumer_queue_kbytes`]).
+    pub fn builder(config: ClientConfig) -> KafkaSseBuilder {
+        KafkaSseBuilder::new(config)
+    }
+}
+
 impl KafkaSseBuilder {
-    pub(crate) fn new(config: ClientConfig) -> Self {
+    fn new(config: ClientConfig) -> Self {
         KafkaSseBuilder {
             config,
-            settings: Settings {
-                event_ids: Arc::new(OffsetIds),
-                deserializer: Arc::new(JsonPassThrough),
-                heartbeat: Duration::from_secs(15),
-                retry: None,
-                max_connection_duration: None,
-                lookup_timeout: Duration::from_secs(5),
-                metadata_max_age: Duration::from_secs(30),
-                consumer_queue_kbytes: 1024,
-                max_last_event_id_len: 64 * 1024,
-                max_partitions: 1024,
-                fan_out: true,
-                fan_out_queue: 1024,
-                fan_out_batch_window: Duration::from_millis(50),
-                max_consumers: 256,
-            },
+            settings: Settings::default(),
         }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn settings(self) -> Settings {
-        self.settings
     }
 
     /// The event-id codec. Defaults to [`OffsetIds`].
@@ -214,8 +169,7 @@ impl KafkaSseBuilder {
     ///
     /// [`Error::Config`] when librdkafka rejects the configuration.
     pub fn build(self) -> Result<KafkaSse, Error> {
-        let lookup = Lookup::new(&self.config, &self.settings)?;
-        Ok(KafkaSse::from_parts(self.config, self.settings, lookup))
+        KafkaSse::new(self.config, self.settings)
     }
 }
 

@@ -4,25 +4,21 @@ use std::sync::Arc;
 
 use futures::stream::{self, BoxStream, StreamExt};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::builder::Settings;
 use crate::health::Health;
+use crate::kafka_error::consumer_recovers;
 use crate::{Error, Message, PartitionPosition};
 
 /// Messages in per-partition order, or the error that ends the stream.
 ///
-/// The stream of one consumer is the only source today; the live-tail fan-out plugs in here
-/// too.
+/// A stream reads one of these directly (its own consumer) or through a shared hub.
 pub(crate) type MessageSource = BoxStream<'static, Result<Message, Error>>;
 
 /// The consumer configuration for one stream: no group, no commits, and a small prefetch
 /// so memory per connection stays bounded.
-pub(crate) fn consumer_config(base: &ClientConfig, settings: &Settings) -> ClientConfig {
+pub(crate) fn consumer_config(base: &ClientConfig, queue_kbytes: u32) -> ClientConfig {
     let mut config = base.clone();
     config
         .set("enable.auto.commit", "false")
@@ -32,10 +28,7 @@ pub(crate) fn consumer_config(base: &ClientConfig, settings: &Settings) -> Clien
         // the oldest message left rather than jumping to the newest.
         .set("auto.offset.reset", "earliest");
     let defaults = [
-        (
-            "queued.max.messages.kbytes",
-            settings.consumer_queue_kbytes.to_string(),
-        ),
+        ("queued.max.messages.kbytes", queue_kbytes.to_string()),
         ("queued.min.messages", "1000".to_owned()),
         // librdkafka waits this long before fetching again once it found its queue full
         // (a second by default). A client draining history empties the small queue above
@@ -77,17 +70,11 @@ pub(crate) fn open(
                 position.partition,
                 Offset::Offset(position.next_offset),
             )
-            .map_err(|source| Error::KafkaUnavailable {
-                operation: "assigning partitions",
-                source,
-            })?;
+            .map_err(|source| Error::kafka_unavailable("assigning partitions", source))?;
     }
     consumer
         .assign(&assignment)
-        .map_err(|source| Error::KafkaUnavailable {
-            operation: "assigning partitions",
-            source,
-        })?;
+        .map_err(|source| Error::kafka_unavailable("assigning partitions", source))?;
     let topics: Vec<Arc<str>> = positions.iter().map(|p| p.topic.clone()).collect();
     let consumer = ReleasedOnDrop {
         consumer: Some(consumer),
@@ -113,7 +100,7 @@ fn messages(consumer: ReleasedOnDrop, topics: Vec<Arc<str>>, health: Arc<Health>
                         let message = Message::from_kafka(&message, topic);
                         return Some((Ok(message), (consumer, topics, health)));
                     }
-                    Err(error) if is_transient(&error) => {
+                    Err(error) if consumer_recovers(&error) => {
                         health.observe(&error);
                         tracing::warn!(%error, "kafka consumer error; librdkafka retries");
                         metrics::counter!("kafka_sse_consumer_errors_total", "fatal" => "false")
@@ -130,25 +117,6 @@ fn messages(consumer: ReleasedOnDrop, topics: Vec<Arc<str>>, health: Arc<Health>
         },
     )
     .boxed()
-}
-
-/// Whether librdkafka recovers from `error` on its own (lost connections, leader changes,
-/// time-outs), so the stream should wait rather than end.
-fn is_transient(error: &KafkaError) -> bool {
-    match error {
-        KafkaError::MessageConsumptionFatal(_) => false,
-        KafkaError::PartitionEOF(_) => true,
-        KafkaError::MessageConsumption(code) => !matches!(
-            code,
-            RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::UnknownTopic
-                | RDKafkaErrorCode::UnknownPartition
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::ClusterAuthorizationFailed
-                | RDKafkaErrorCode::InvalidArgument
-        ),
-        _ => true,
-    }
 }
 
 /// Owns the consumer, with its place in the service's consumer budget, and destroys it on

@@ -1,11 +1,9 @@
 //! The crate's error type and its mapping to HTTP problem responses.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, StatusCode};
+use http::StatusCode;
 use rdkafka::error::KafkaError;
 use serde::Serialize;
-
-use crate::ResponseBody;
 
 /// Everything that can go wrong while building a [`KafkaSse`](crate::KafkaSse) or opening a
 /// stream for a request.
@@ -129,6 +127,16 @@ impl Error {
         Error::Config { reason }
     }
 
+    /// Kafka did not answer while the library was doing `operation`.
+    pub(crate) fn kafka_unavailable(operation: &'static str, source: KafkaError) -> Self {
+        Error::KafkaUnavailable { operation, source }
+    }
+
+    /// The error with its sources, `: `-separated, for server-side logs only.
+    pub(crate) fn chain(&self) -> impl std::fmt::Display + '_ {
+        Chain(self)
+    }
+
     pub(crate) fn invalid_last_event_id(reason: impl Into<String>) -> Self {
         Error::InvalidLastEventId {
             reason: reason.into(),
@@ -223,18 +231,19 @@ impl Error {
         };
         Problem::new(self.status_code(), self.kind(), detail)
     }
+}
 
-    /// A complete `application/problem+json` response for this error.
-    ///
-    /// ```
-    /// use kafka_sse::Error;
-    ///
-    /// let response = Error::NoTopics.to_http_response();
-    /// assert_eq!(response.status(), 400);
-    /// assert_eq!(response.headers()["content-type"], "application/problem+json");
-    /// ```
-    pub fn to_http_response(&self) -> http::Response<ResponseBody> {
-        self.problem().to_http_response()
+struct Chain<'a>(&'a Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
     }
 }
 
@@ -279,18 +288,6 @@ impl Problem {
     pub fn to_json(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).expect("a problem always serializes"))
     }
-
-    /// A complete response with the problem's status, content type and JSON body.
-    pub fn to_http_response(&self) -> http::Response<ResponseBody> {
-        let mut response = http::Response::new(ResponseBody::whole(self.to_json()));
-        *response.status_mut() =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(Self::CONTENT_TYPE),
-        );
-        response
-    }
 }
 
 #[cfg(test)]
@@ -300,10 +297,7 @@ mod tests {
     #[test]
     fn client_errors_are_4xx_and_server_errors_hide_their_cause() {
         assert!(Error::invalid_since("x").is_client_error());
-        let unavailable = Error::KafkaUnavailable {
-            operation: "fetching metadata",
-            source: KafkaError::Canceled,
-        };
+        let unavailable = Error::kafka_unavailable("fetching metadata", KafkaError::Canceled);
         assert_eq!(unavailable.status_code(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(!unavailable.problem().detail.contains("fetching"));
     }
@@ -316,16 +310,5 @@ mod tests {
             problem.detail,
             "the request names a topic that this stream does not include"
         );
-    }
-
-    #[test]
-    fn problem_response_has_status_type_and_json_body() {
-        let response = Error::invalid_last_event_id("not JSON").to_http_response();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        let body: serde_json::Value =
-            serde_json::from_slice(response.body().as_whole().unwrap()).unwrap();
-        assert_eq!(body["type"], "urn:kafka-sse:problem:invalid-last-event-id");
-        assert_eq!(body["status"], 400);
-        assert_eq!(body["detail"], "invalid last-event-id: not JSON");
     }
 }

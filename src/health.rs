@@ -80,13 +80,7 @@ impl Health {
 
     /// Records a consumer error, marking Kafka down when it says the brokers are gone.
     pub(crate) fn observe(&self, error: &rdkafka::error::KafkaError) {
-        use rdkafka::error::KafkaError;
-        use rdkafka::types::RDKafkaErrorCode;
-        if let KafkaError::MessageConsumption(
-            RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure,
-        )
-        | KafkaError::Global(RDKafkaErrorCode::AllBrokersDown) = error
-        {
+        if crate::kafka_error::means_brokers_down(error) {
             self.mark_down();
         }
     }

@@ -1,9 +1,9 @@
 //! Integration with the `http` crate's types, for any server built on them.
 
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Response, StatusCode};
 
-use crate::{Error, EventStream, KafkaSse, ResponseBody, StreamRequest};
+use crate::{Error, EventStream, KafkaSse, Problem, ResponseBody, StreamRequest};
 
 /// The `Last-Event-ID` request header.
 pub const LAST_EVENT_ID_HEADER: HeaderName = HeaderName::from_static("last-event-id");
@@ -100,6 +100,34 @@ impl EventStream {
     }
 }
 
+impl Error {
+    /// A complete `application/problem+json` response for this error.
+    ///
+    /// ```
+    /// use kafka_sse::Error;
+    ///
+    /// let response = Error::NoTopics.to_http_response();
+    /// assert_eq!(response.status(), 400);
+    /// assert_eq!(response.headers()["content-type"], "application/problem+json");
+    /// ```
+    pub fn to_http_response(&self) -> http::Response<ResponseBody> {
+        self.problem().to_http_response()
+    }
+}
+
+impl Problem {
+    /// A complete response with the problem's status, content type and JSON body.
+    pub fn to_http_response(&self) -> http::Response<ResponseBody> {
+        let mut response = http::Response::new(ResponseBody::whole(self.to_json()));
+        *response.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(Self::CONTENT_TYPE));
+        response
+    }
+}
+
 impl KafkaSse {
     /// Answers an HTTP request for a stream of `topics` in one call: the `200` event stream,
     /// or the `application/problem+json` refusal, in one body type.
@@ -161,6 +189,17 @@ impl KafkaSse {
 mod tests {
     use super::*;
     use crate::Format;
+
+    #[test]
+    fn problem_response_has_status_type_and_json_body() {
+        let response = Error::invalid_last_event_id("not JSON").to_http_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: serde_json::Value =
+            serde_json::from_slice(response.body().as_whole().unwrap()).unwrap();
+        assert_eq!(body["type"], "urn:kafka-sse:problem:invalid-last-event-id");
+        assert_eq!(body["status"], 400);
+        assert_eq!(body["detail"], "invalid last-event-id: not JSON");
+    }
 
     fn parts(request: http::request::Builder) -> http::request::Parts {
         request.body(()).unwrap().into_parts().0

@@ -34,11 +34,75 @@
 //! tokio's blocking pool since librdkafka's look-ups block, and assigns a consumer there with
 //! a small prefetch. The returned [`EventStream`] is a `Stream` of [`Bytes`], one complete
 //! frame per item; it reads Kafka only as fast as the client takes frames and releases the
-//! consumer when dropped.
+//! consumer when dropped. Clients reading the same partitions from the live end share one
+//! consumer and one encoding of each frame.
+//!
+//! The source reads top-down, each layer using only the ones below it:
+//!
+//! 1. the service: `kafka_sse.rs`, `builder.rs`, and `http.rs` with the one-call
+//!    [`KafkaSse::respond`];
+//! 2. one client's stream: `event_stream.rs` (the public type), `session.rs` (what to send
+//!    next, and when), `encoder.rs` (frames in the stream's format);
+//! 3. where its messages come from: `feed.rs` (its own consumer or a shared live stream, and
+//!    the moves between them), `sources.rs`, `fanout.rs` and `hub.rs`, `consumer.rs`;
+//! 4. Kafka look-ups and the start policy: `lookup.rs` (I/O), `start.rs` (pure),
+//!    `kafka_error.rs` (what librdkafka's errors mean), `health.rs`;
+//! 5. pure pieces: framing, ids, `Last-Event-ID` and `since` parsing, filters, deserializers.
 //!
 //! Three plug-ins shape the events: an [`EventIdCodec`] ([`OffsetIds`], [`TimestampIds`]),
 //! a [`Deserializer`] ([`JsonPassThrough`], [`JsonWithMeta`], [`RawUtf8`]) and a [`Filter`]
 //! ([`FieldFilter`]); each has a closure adapter.
+//!
+//! # Mounting it
+//!
+//! On any server built on the `http` 1.x types (axum, hyper, tower), [`KafkaSse::respond`]
+//! turns a request's parts into the whole response, and [`KafkaSse::respond_to`] does the
+//! same for a [`StreamRequest`] built by hand (with a filter or a label). Both return
+//! `http::Response<`[`ResponseBody`]`>`, one body type for the stream and the problem.
+//!
+//! A framework with its own request and response types (actix-web, say) uses the pieces
+//! underneath: build the [`StreamRequest`] from the `Last-Event-ID` header, the `since`
+//! query parameter and the `Accept` header, call [`KafkaSse::stream`], and send the
+//! [`EventStream`] (a `Stream` of [`Bytes`]) as a streaming body with
+//! [`EventStream::response_headers`]; on an [`Error`], send [`Error::status_code`] with
+//! [`Error::problem`] as `application/problem+json`.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use kafka_sse::{Format, KafkaSse, StreamRequest};
+//!
+//! /// What a framework-specific handler would do with its own request type.
+//! async fn answer(
+//!     sse: &KafkaSse,
+//!     last_event_id: Option<&str>,
+//!     since: Option<&str>,
+//!     accept: Option<&str>,
+//! ) -> (u16, Vec<(String, String)>, futures::stream::BoxStream<'static, bytes::Bytes>) {
+//!     let mut request = StreamRequest::new(["recentchange"])
+//!         .format(accept.map_or(Format::Sse, Format::from_accept));
+//!     if let Some(id) = last_event_id {
+//!         request = request.last_event_id(id);
+//!     }
+//!     if let Some(since) = since {
+//!         request = request.since(since);
+//!     }
+//!     match sse.stream(request).await {
+//!         Ok(stream) => {
+//!             let headers = stream
+//!                 .response_headers()
+//!                 .iter()
+//!                 .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("").to_owned()))
+//!                 .collect();
+//!             (200, headers, stream.boxed())
+//!         }
+//!         Err(error) => {
+//!             let headers = vec![("content-type".into(), kafka_sse::Problem::CONTENT_TYPE.into())];
+//!             let body = error.problem().to_json();
+//!             (error.status_code().as_u16(), headers, futures::stream::iter([body]).boxed())
+//!         }
+//!     }
+//! }
+//! ```
 //!
 //! # Positions and resuming
 //!
@@ -77,19 +141,24 @@
 //! at debug level.
 
 mod assignment;
+mod blocking;
 mod body;
 mod builder;
 mod consumer;
 mod deserializer;
+mod encoder;
 mod error;
 mod event_id;
 mod event_stream;
 mod fanout;
+mod feed;
 mod filter;
-pub mod frame;
+mod frame;
 mod health;
 mod http;
+mod hub;
 mod json_with_meta;
+mod kafka_error;
 mod kafka_sse;
 mod last_event_id;
 mod lookup;
@@ -97,7 +166,12 @@ mod message;
 mod position;
 mod request;
 mod response_body;
+mod session;
+mod settings;
 mod since;
+mod sources;
+mod start;
+mod telemetry;
 
 pub use crate::assignment::{AssignmentEntry, Start};
 pub use crate::builder::KafkaSseBuilder;
@@ -119,6 +193,14 @@ pub use crate::response_body::ResponseBody;
 pub use crate::since::parse_since;
 pub use bytes::Bytes;
 pub use rdkafka;
+
+/// The SSE framing functions, for this crate's benchmarks and fuzz targets only.
+///
+/// Not part of the public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::frame::{comment, event, id_only, ndjson_line, open};
+}
 
 /// Compiles the README's examples as doctests, so the README stays true.
 #[cfg(doctest)]

@@ -1,11 +1,10 @@
-//! The shared Kafka client for metadata and offset look-ups, and the per-request
-//! resolution of start positions.
+//! The shared Kafka client for metadata and offset look-ups.
 //!
 //! Every call here blocks on librdkafka, so callers run it on tokio's blocking pool.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -13,65 +12,10 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::assignment::{RequestedPartition, Start};
-use crate::builder::Settings;
 use crate::health::{Admission, Health};
+use crate::kafka_error::{is_retriable, means_unreachable};
+use crate::start::LogOffsets;
 use crate::{Error, PartitionPosition};
-
-/// Where a partition starts, resolved to a concrete offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ResolvedStart {
-    pub(crate) position: PartitionPosition,
-    pub(crate) reset: Option<Reset>,
-}
-
-/// Why a requested offset is not where its stream starts. Either way the stream starts at
-/// the partition's log start.
-///
-/// An offset above the log end cannot come from this log: the server never emits one. The
-/// log the id was taken from is gone (the topic was deleted and recreated with fewer
-/// messages, or an unclean leader election truncated it), so every message now in the log
-/// is new to the client, or at worst a repeat. Starting at the end would silently skip them.
-///
-/// A recreated topic that has grown past the old offset cannot be told apart from the old
-/// one: ids carry no topic id, so such a resume starts at the requested offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reset {
-    /// Below the log start: retention or a deletion of records removed the messages there.
-    BelowLogStart { requested: i64 },
-    /// Above the log end: the log the id came from is gone.
-    AboveLogEnd { requested: i64, log_end: i64 },
-}
-
-impl Reset {
-    /// Where a stream asked to start at `requested` starts in a log from `log_start` to
-    /// `log_end`, and the reset when that is not `requested`.
-    ///
-    /// The log end itself is inside: it is the id of a client that has received everything.
-    fn place(requested: i64, log_start: i64, log_end: i64) -> (i64, Option<Reset>) {
-        if requested < log_start {
-            (log_start, Some(Reset::BelowLogStart { requested }))
-        } else if requested > log_end {
-            let reset = Reset::AboveLogEnd { requested, log_end };
-            (log_start, Some(reset))
-        } else {
-            (requested, None)
-        }
-    }
-
-    /// Where the stream starts instead, for the `to` label of
-    /// `kafka_sse_offset_resets_total`: always `log_start`.
-    pub(crate) fn label(self) -> &'static str {
-        "log_start"
-    }
-
-    /// Which case it is, for logs and metrics.
-    pub(crate) fn reason(self) -> &'static str {
-        match self {
-            Reset::BelowLogStart { .. } => "below_log_start",
-            Reset::AboveLogEnd { .. } => "above_log_end",
-        }
-    }
-}
 
 pub(crate) struct Lookup {
     client: BaseConsumer,
@@ -82,7 +26,13 @@ pub(crate) struct Lookup {
 }
 
 impl Lookup {
-    pub(crate) fn new(config: &ClientConfig, settings: &Settings) -> Result<Arc<Self>, Error> {
+    /// A look-up client from the service's configuration; each look-up may take `timeout`,
+    /// and partition counts are cached for `max_age`.
+    pub(crate) fn new(
+        config: &ClientConfig,
+        timeout: Duration,
+        max_age: Duration,
+    ) -> Result<Arc<Self>, Error> {
         let mut config = config.clone();
         config
             .set("enable.auto.commit", "false")
@@ -96,8 +46,8 @@ impl Lookup {
         Ok(Arc::new(Lookup {
             client,
             partition_counts: Mutex::new(HashMap::new()),
-            timeout: settings.lookup_timeout,
-            max_age: settings.metadata_max_age,
+            timeout,
+            max_age,
             health: Arc::default(),
         }))
     }
@@ -113,10 +63,10 @@ impl Lookup {
         let timeout = match self.health.admit(self.timeout) {
             Admission::Try(timeout) => timeout,
             Admission::FailFast => {
-                return Err(Error::KafkaUnavailable {
+                return Err(Error::kafka_unavailable(
                     operation,
-                    source: KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
-                })
+                    KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+                ))
             }
         };
         let result = look_up(timeout);
@@ -182,10 +132,7 @@ impl Lookup {
         let metadata = self.guarded("fetching metadata", |timeout| {
             self.client
                 .fetch_metadata(Some(topic), timeout)
-                .map_err(|source| Error::KafkaUnavailable {
-                    operation: "fetching metadata",
-                    source,
-                })
+                .map_err(|source| Error::kafka_unavailable("fetching metadata", source))
         })?;
         let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
             return Err(Error::TopicNotFound {
@@ -204,10 +151,10 @@ impl Lookup {
                 })
             }
             Some(code) => {
-                return Err(Error::KafkaUnavailable {
-                    operation: "fetching metadata",
-                    source: KafkaError::MetadataFetch(code.into()),
-                })
+                return Err(Error::kafka_unavailable(
+                    "fetching metadata",
+                    KafkaError::MetadataFetch(code.into()),
+                ))
             }
         }
         let count = found.partitions().len() as i32;
@@ -224,20 +171,16 @@ impl Lookup {
             self.client
                 .fetch_metadata(None, timeout)
                 .map(|_| ())
-                .map_err(|source| Error::KafkaUnavailable {
-                    operation: "fetching metadata",
-                    source,
-                })
+                .map_err(|source| Error::kafka_unavailable("fetching metadata", source))
         })
     }
 
-    /// Resolves every requested start to a concrete offset inside the partition's log; an
-    /// offset outside it starts at the log start and is logged ([`Reset`]).
-    pub(crate) fn resolve(
+    /// The log bounds, and the offsets at the requested times, of every requested
+    /// partition, for [`start::resolve`](crate::start::resolve).
+    pub(crate) fn log_offsets(
         &self,
         requested: &[RequestedPartition],
-    ) -> Result<Vec<ResolvedStart>, Error> {
-        let now = now_millis();
+    ) -> Result<LogOffsets, Error> {
         let needs_log_start = requested
             .iter()
             .any(|r| matches!(r.start, Start::Offset(_)));
@@ -259,30 +202,11 @@ impl Lookup {
             _ => None,
         })?;
         self.check_timestamp_lookups(&by_time, &log_end)?;
-
-        requested
-            .iter()
-            .map(|r| {
-                let key = (r.topic.to_string(), r.partition);
-                let end = answered(&log_end, &key)?;
-                let mut position = PartitionPosition::new(r.topic.clone(), r.partition, end);
-                let mut reset = None;
-                match r.start {
-                    Start::Latest => position.start_timestamp = Some(now),
-                    Start::Timestamp(millis) => {
-                        position.start_timestamp = Some(millis);
-                        // A negative answer means no message at or after the time.
-                        let found = by_time.get(&key).copied().unwrap_or(-1);
-                        position.next_offset = if found < 0 { end } else { found.min(end) };
-                    }
-                    Start::Offset(requested) => {
-                        let start = answered(&log_start, &key)?;
-                        (position.next_offset, reset) = Reset::place(requested, start, end);
-                    }
-                }
-                Ok(ResolvedStart { position, reset })
-            })
-            .collect()
+        Ok(LogOffsets {
+            log_start,
+            log_end,
+            by_time,
+        })
     }
 
     /// Fails when the cluster cannot look up offsets by time (librdkafka's mock cluster
@@ -344,10 +268,7 @@ impl Lookup {
         let mut list = TopicPartitionList::new();
         for (topic, partition, offset) in query {
             list.add_partition_offset(topic, partition, offset)
-                .map_err(|source| Error::KafkaUnavailable {
-                    operation: "listing offsets",
-                    source,
-                })?;
+                .map_err(|source| Error::kafka_unavailable("listing offsets", source))?;
         }
         if list.count() == 0 {
             return Ok(HashMap::new());
@@ -370,10 +291,10 @@ impl Lookup {
                     std::thread::sleep(RETRY_BACKOFF);
                 }
                 Err(Retry::After(code)) => {
-                    return Err(Error::KafkaUnavailable {
-                        operation: "listing offsets",
-                        source: KafkaError::OffsetFetch(code),
-                    })
+                    return Err(Error::kafka_unavailable(
+                        "listing offsets",
+                        KafkaError::OffsetFetch(code),
+                    ))
                 }
                 Err(Retry::Never(error)) => return Err(error),
                 Ok(offsets) => return Ok(offsets),
@@ -395,10 +316,10 @@ impl Lookup {
                 return Err(Retry::After(code))
             }
             Err(source) => {
-                return Err(Retry::Never(Error::KafkaUnavailable {
-                    operation: "listing offsets",
+                return Err(Retry::Never(Error::kafka_unavailable(
+                    "listing offsets",
                     source,
-                }))
+                )))
             }
         };
         let mut offsets = HashMap::new();
@@ -409,10 +330,10 @@ impl Lookup {
                     return Err(Retry::After(code))
                 }
                 Err(source) => {
-                    return Err(Retry::Never(Error::KafkaUnavailable {
-                        operation: "listing offsets",
+                    return Err(Retry::Never(Error::kafka_unavailable(
+                        "listing offsets",
                         source,
-                    }))
+                    )))
                 }
             }
             let offset = element.offset().to_raw().unwrap_or(-1);
@@ -420,23 +341,6 @@ impl Lookup {
         }
         Ok(offsets)
     }
-}
-
-/// Whether an error says Kafka could not be reached, rather than that it refused this one
-/// request: only the former may make other requests fail fast.
-fn means_unreachable(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::OperationTimedOut
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::RequestTimedOut
-                | RDKafkaErrorCode::NetworkException
-                | RDKafkaErrorCode::BrokerNotAvailable
-                | RDKafkaErrorCode::Resolve
-        )
-    )
 }
 
 /// How old a cached partition count must be before a forced refresh fetches it again.
@@ -456,87 +360,15 @@ enum Retry {
     Never(Error),
 }
 
-/// Errors that go away by themselves once the cluster settles, such as right after a topic
-/// was created or a broker restarted.
-fn is_retriable(code: RDKafkaErrorCode) -> bool {
-    matches!(
-        code,
-        RDKafkaErrorCode::NotLeaderForPartition
-            | RDKafkaErrorCode::LeaderNotAvailable
-            | RDKafkaErrorCode::UnknownTopicOrPartition
-            | RDKafkaErrorCode::OffsetNotAvailable
-            | RDKafkaErrorCode::RequestTimedOut
-            | RDKafkaErrorCode::BrokerNotAvailable
-            | RDKafkaErrorCode::NetworkException
-            | RDKafkaErrorCode::FencedLeaderEpoch
-            | RDKafkaErrorCode::UnknownLeaderEpoch
-            | RDKafkaErrorCode::NotCoordinator
-    )
-}
-
-fn answered(offsets: &HashMap<(String, i32), i64>, key: &(String, i32)) -> Result<i64, Error> {
-    offsets
-        .get(key)
-        .copied()
-        .filter(|&offset| offset >= 0)
-        .ok_or_else(|| {
-            Error::Internal(format!("kafka gave no offset for {} [{}]", key.0, key.1).into())
-        })
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::KafkaSseBuilder;
-
-    #[test]
-    fn an_offset_inside_the_log_or_at_its_end_is_where_the_stream_starts() {
-        assert_eq!(Reset::place(5, 5, 10), (5, None));
-        assert_eq!(Reset::place(7, 5, 10), (7, None));
-        assert_eq!(Reset::place(10, 5, 10), (10, None));
-    }
-
-    #[test]
-    fn an_offset_below_the_log_start_starts_at_the_log_start() {
-        let (start, reset) = Reset::place(2, 5, 10);
-        assert_eq!(start, 5);
-        assert_eq!(reset, Some(Reset::BelowLogStart { requested: 2 }));
-        assert_eq!(reset.unwrap().reason(), "below_log_start");
-        assert_eq!(reset.unwrap().label(), "log_start");
-    }
-
-    #[test]
-    fn an_offset_above_the_log_end_starts_at_the_log_start_not_the_end() {
-        let (start, reset) = Reset::place(50, 0, 3);
-        assert_eq!(start, 0);
-        let reset = reset.unwrap();
-        assert_eq!(
-            reset,
-            Reset::AboveLogEnd {
-                requested: 50,
-                log_end: 3
-            }
-        );
-        assert_eq!(reset.reason(), "above_log_end");
-        assert_eq!(reset.label(), "log_start");
-        assert_eq!(Reset::place(11, 5, 10).0, 5);
-    }
 
     /// A look-up client for a broker that does not exist: every fetch fails.
     fn without_broker() -> Arc<Lookup> {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", "127.0.0.1:1");
-        let settings = KafkaSseBuilder::new(config.clone())
-            .lookup_timeout(Duration::from_millis(200))
-            .settings();
-        Lookup::new(&config, &settings).unwrap()
+        Lookup::new(&config, Duration::from_millis(200), Duration::from_secs(30)).unwrap()
     }
 
     fn cache(lookup: &Lookup, topic: &str, count: i32, age: Duration) {

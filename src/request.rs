@@ -7,6 +7,7 @@ use crate::Filter;
 
 /// The output format of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Format {
     /// Server-Sent Events, `text/event-stream`. The default.
     #[default]

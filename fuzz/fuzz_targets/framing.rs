@@ -18,7 +18,7 @@
 
 use eventsource_stream::Eventsource;
 use futures::{executor::block_on, stream, StreamExt};
-use kafka_sse::frame;
+use kafka_sse::__private as frame;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

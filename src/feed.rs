@@ -1,0 +1,223 @@
+//! Where one stream's messages come from, and the one place that chooses it: the client's
+//! own consumer or a shared live stream, joining one once the client has caught up and
+//! leaving it for a consumer of its own when the client falls behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use tokio::time::Instant;
+
+use crate::assignment::RequestedPartition;
+use crate::consumer::MessageSource;
+use crate::hub::{self, HubItem, Join, SharedEvent, Subscription};
+use crate::position::Positions;
+use crate::sources::Sources;
+use crate::telemetry::moved;
+use crate::{Error, Message, PartitionPosition};
+
+/// How often a client on its own consumer looks for a shared live stream to join, at first;
+/// the wait doubles each time the client falls behind a shared stream, up to a minute.
+const JOIN_CHECK: Duration = Duration::from_secs(1);
+const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What the feed has for the stream next.
+pub(crate) enum Incoming {
+    /// A message from the client's own consumer.
+    Message(Message),
+    /// An event of a shared stream; `in_step` when the hub stands where the client does, so
+    /// the hub's frame is right for it.
+    Shared {
+        event: Arc<SharedEvent>,
+        in_step: bool,
+    },
+    /// Kafka failed for good.
+    Failed(Arc<Error>),
+    /// The client fell behind its shared stream and the service runs all the consumers it
+    /// may: the stream should end with the client's position, to resume from there.
+    NoConsumer,
+    /// Nothing more will come.
+    Ended,
+}
+
+/// The source of one stream's messages.
+pub(crate) struct Feed {
+    current: Current,
+    /// What to open consumers and join shared streams with; `None` for a feed that stays on
+    /// the source it was given.
+    sources: Option<Arc<Sources>>,
+    label: Arc<str>,
+    next_join_check: Instant,
+    join_backoff: Duration,
+}
+
+enum Current {
+    Own(MessageSource),
+    Shared(Subscription),
+    /// Left a shared stream; a consumer of its own is to be opened at the client's position.
+    Leaving,
+}
+
+impl Feed {
+    /// Opens the feed of a new stream over `requested`, returning where it starts.
+    ///
+    /// A `live` client (starting at the end, with fan-out on) joins the shared stream of its
+    /// assignment when there is one: its start is the stream's current position, with no
+    /// Kafka look-up at all. Clients arriving together wait for the first to start it rather
+    /// than each opening a consumer. Every other client resolves its start and reads on its
+    /// own consumer, until it catches up with a shared stream.
+    pub(crate) async fn open(
+        sources: &Arc<Sources>,
+        requested: Vec<RequestedPartition>,
+        live: bool,
+        label: &Arc<str>,
+    ) -> Result<(Vec<PartitionPosition>, Feed), Error> {
+        let feed = |current| Feed {
+            current,
+            sources: Some(sources.clone()),
+            label: label.clone(),
+            next_join_check: Instant::now() + JOIN_CHECK,
+            join_backoff: JOIN_CHECK,
+        };
+        let fan_out = match sources.fan_out() {
+            Some(fan_out) if live => fan_out,
+            _ => {
+                let (positions, source) = sources.open_resolved(requested, label.clone()).await?;
+                return Ok((positions, feed(Current::Own(source))));
+            }
+        };
+        let key = hub::key(requested.iter().map(|r| (&r.topic, r.partition)));
+        if let Some((subscription, positions)) = fan_out.join_live(&key) {
+            return Ok((positions, feed(Current::Shared(subscription))));
+        }
+        let _starting = fan_out.lock_start(&key).await;
+        if let Some((subscription, positions)) = fan_out.join_live(&key) {
+            return Ok((positions, feed(Current::Shared(subscription))));
+        }
+        let (positions, source) = sources.open_resolved(requested, label.clone()).await?;
+        let current = match fan_out.start(source, &positions, label) {
+            Ok(subscription) => Current::Shared(subscription),
+            Err(source) => Current::Own(source),
+        };
+        Ok((positions, feed(current)))
+    }
+
+    /// A feed that reads `source` and nothing else.
+    #[cfg(test)]
+    pub(crate) fn own(source: MessageSource) -> Feed {
+        Feed {
+            current: Current::Own(source),
+            sources: None,
+            label: Arc::from("test"),
+            next_join_check: Instant::now(),
+            join_backoff: JOIN_CHECK,
+        }
+    }
+
+    /// The next message for a client standing at `positions`.
+    ///
+    /// Cancel-safe: dropped mid-way, it loses nothing, and the next call goes on from where
+    /// the feed is.
+    pub(crate) async fn next(&mut self, positions: &Positions) -> Incoming {
+        loop {
+            let join_due = self.join_due();
+            match &mut self.current {
+                Current::Own(source) if join_due => {
+                    // Only a client whose consumer has nothing ready tries: it has delivered
+                    // all its consumer fetched, the moment it is most likely level with the
+                    // shared stream.
+                    if let Some(ready) = source.next().now_or_never() {
+                        return own(ready);
+                    }
+                    self.join_or_start(positions).await;
+                }
+                Current::Own(source) => return own(source.next().await),
+                Current::Shared(subscription) => match subscription.receiver.recv().await {
+                    Ok(HubItem::Event(event)) => {
+                        let in_step = subscription.in_step(&event.message, positions);
+                        return Incoming::Shared { event, in_step };
+                    }
+                    Ok(HubItem::Failed(error)) => return Incoming::Failed(error),
+                    Err(_lagged_or_closed) => self.current = Current::Leaving,
+                },
+                Current::Leaving => {
+                    if let Some(ended) = self.leave(positions).await {
+                        return ended;
+                    }
+                }
+            }
+        }
+    }
+
+    fn join_due(&self) -> bool {
+        self.sources
+            .as_ref()
+            .is_some_and(|sources| sources.fan_out().is_some())
+            && Instant::now() >= self.next_join_check
+    }
+
+    /// Joins the shared live stream of this assignment when the client is not behind it, or
+    /// starts one with the client's consumer when it is at the log end and there is none.
+    async fn join_or_start(&mut self, positions: &Positions) {
+        self.next_join_check = Instant::now() + self.join_backoff;
+        let Some(sources) = self.sources.clone() else {
+            return;
+        };
+        let Some(fan_out) = sources.fan_out() else {
+            return;
+        };
+        match fan_out.join_at(positions.as_slice()) {
+            Join::Joined(subscription) => {
+                self.current = Current::Shared(subscription);
+                moved(&self.label, "joined");
+            }
+            Join::Behind => {}
+            Join::NoHub => {
+                if !sources.at_log_end(positions.as_slice().to_vec()).await {
+                    return;
+                }
+                let Current::Own(source) = std::mem::replace(&mut self.current, Current::Leaving)
+                else {
+                    return;
+                };
+                self.current = match fan_out.start(source, positions.as_slice(), &self.label) {
+                    Ok(subscription) => {
+                        moved(&self.label, "started");
+                        Current::Shared(subscription)
+                    }
+                    Err(source) => Current::Own(source),
+                };
+            }
+        }
+    }
+
+    /// Opens a consumer of the client's own at its position after it fell behind a shared
+    /// stream, so it loses nothing; what ends the stream instead, if anything.
+    async fn leave(&mut self, positions: &Positions) -> Option<Incoming> {
+        let Some(sources) = self.sources.clone() else {
+            return Some(Incoming::Ended);
+        };
+        match sources.open_at(positions.as_slice().to_vec()).await {
+            Ok(source) => {
+                self.current = Current::Own(source);
+                self.join_backoff = (self.join_backoff * 2).min(MAX_JOIN_BACKOFF);
+                self.next_join_check = Instant::now() + self.join_backoff;
+                moved(&self.label, "lagged");
+                None
+            }
+            Err(Error::Busy) => {
+                moved(&self.label, "closed");
+                Some(Incoming::NoConsumer)
+            }
+            Err(error) => Some(Incoming::Failed(Arc::new(error))),
+        }
+    }
+}
+
+fn own(received: Option<Result<Message, Error>>) -> Incoming {
+    match received {
+        Some(Ok(message)) => Incoming::Message(message),
+        Some(Err(error)) => Incoming::Failed(Arc::new(error)),
+        None => Incoming::Ended,
+    }
+}
