@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 ///
 /// ```
 /// use std::time::Duration;
-/// use kafka_sse::frame;
+/// use kafka_sse::__private as frame;
 ///
 /// assert_eq!(frame::open(None), ":ok\n\n");
 /// assert_eq!(frame::open(Some(Duration::from_secs(2))), ":ok\nretry: 2000\n\n");
@@ -31,7 +31,7 @@ pub fn open(retry: Option<Duration>) -> Bytes {
 /// multi-line text becomes its own comment line.
 ///
 /// ```
-/// use kafka_sse::frame;
+/// use kafka_sse::__private as frame;
 ///
 /// assert_eq!(frame::comment(""), ":\n\n");
 /// assert_eq!(frame::comment("a\nb"), ":a\n:b\n\n");
@@ -57,7 +57,7 @@ pub fn comment(text: &str) -> Bytes {
 /// breaks in `id` are replaced by spaces for the same reason.
 ///
 /// ```
-/// use kafka_sse::frame;
+/// use kafka_sse::__private as frame;
 ///
 /// let frame = frame::event("message", r#"[{"topic":"t","partition":0,"offset":1}]"#, b"{\n\"a\":1}");
 /// assert_eq!(
@@ -85,7 +85,7 @@ pub fn event(event_type: &str, id: &str, data: &[u8]) -> Bytes {
 /// is an empty string".
 ///
 /// ```
-/// use kafka_sse::frame;
+/// use kafka_sse::__private as frame;
 ///
 /// assert_eq!(frame::id_only("[]"), "id: []\n\n");
 /// ```
@@ -102,7 +102,7 @@ pub fn id_only(id: &str) -> Bytes {
 /// escaped), so the replacement keeps JSON data equal in meaning.
 ///
 /// ```
-/// use kafka_sse::frame;
+/// use kafka_sse::__private as frame;
 ///
 /// assert_eq!(frame::ndjson_line(b"{\n\"a\":1\r\n}"), "{ \"a\":1  }\n");
 /// ```
