@@ -73,6 +73,9 @@ impl KafkaSseBuilder {
 
     /// A `retry:` reconnection delay sent to SSE clients when the stream opens. Defaults to
     /// none, which leaves the client's own default.
+    ///
+    /// Each stream sends this delay plus up to half of it at random, so that clients whose
+    /// streams end together (a shutdown, a restart) do not all reconnect at once.
     pub fn retry(mut self, delay: Duration) -> Self {
         self.settings.retry = Some(delay);
         self
@@ -80,6 +83,9 @@ impl KafkaSseBuilder {
 
     /// The longest a stream stays open; it then ends cleanly after a whole frame and clients
     /// resume with their last id. Defaults to no limit.
+    ///
+    /// Each stream ends at a random point in the last tenth of this duration, so that
+    /// clients that connected together are not all cut, and back, together.
     pub fn max_connection_duration(mut self, duration: Duration) -> Self {
         self.settings.max_connection_duration = Some(duration);
         self
@@ -147,6 +153,10 @@ impl KafkaSseBuilder {
     /// How many events a client on a shared live stream may fall behind before it moves to
     /// a consumer of its own, at its own position. The queue is shared by all clients of a
     /// stream. Defaults to 1024 events.
+    ///
+    /// A shared stream also keeps this many of its most recent events, so that a client
+    /// resuming no further behind (every client of a service that just restarted, say)
+    /// replays them and goes on live without a consumer of its own.
     pub fn fan_out_queue(mut self, events: usize) -> Self {
         self.settings.fan_out_queue = events.max(1);
         self

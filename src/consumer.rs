@@ -76,6 +76,7 @@ pub(crate) fn open(
         .assign(&assignment)
         .map_err(|source| Error::kafka_unavailable("assigning partitions", source))?;
     let topics: Vec<Arc<str>> = positions.iter().map(|p| p.topic.clone()).collect();
+    metrics::gauge!("kafka_sse_consumers").increment(1);
     let consumer = ReleasedOnDrop {
         consumer: Some(consumer),
         _permit: permit,
@@ -141,6 +142,7 @@ impl Drop for ReleasedOnDrop {
             return;
         };
         metrics::counter!("kafka_sse_consumers_released_total").increment(1);
+        metrics::gauge!("kafka_sse_consumers").decrement(1);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn_blocking(move || drop(consumer));

@@ -238,16 +238,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn ends_cleanly_at_the_maximum_connection_duration() {
+    async fn ends_cleanly_in_the_last_tenth_of_the_maximum_connection_duration() {
         let mut settings = settings(Duration::from_secs(15));
         settings.max_connection_duration = Some(Duration::from_secs(20));
-        let (_feed, mut stream) = open(&settings, Format::Sse, None);
-        stream.next().await;
-        stream.next().await;
-        assert_eq!(text(stream.next().await), ":\n\n");
-        let started = Instant::now();
-        assert!(stream.next().await.is_none());
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        let mut ends = Vec::new();
+        for _ in 0..8 {
+            let (_feed, mut stream) = open(&settings, Format::Sse, None);
+            let started = Instant::now();
+            stream.next().await;
+            stream.next().await;
+            assert_eq!(text(stream.next().await), ":\n\n");
+            assert!(stream.next().await.is_none());
+            ends.push(started.elapsed());
+        }
+        assert!(
+            ends.iter()
+                .all(|end| (Duration::from_secs(18)..=Duration::from_secs(20)).contains(end)),
+            "{ends:?}"
+        );
+        assert!(ends.iter().any(|end| *end != ends[0]), "spread: {ends:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -276,10 +285,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn retry_is_sent_in_the_opening_frame() {
+    async fn retry_is_sent_in_the_opening_frame_spread_over_half_again() {
         let mut settings = settings(Duration::from_secs(15));
         settings.retry = Some(Duration::from_millis(2500));
-        let (_feed, mut stream) = open(&settings, Format::Sse, None);
-        assert_eq!(text(stream.next().await), ":ok\nretry: 2500\n\n");
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            let (_feed, mut stream) = open(&settings, Format::Sse, None);
+            let opening = text(stream.next().await);
+            let delay: u64 = opening
+                .strip_prefix(":ok\nretry: ")
+                .and_then(|rest| rest.strip_suffix("\n\n"))
+                .and_then(|millis| millis.parse().ok())
+                .unwrap_or_else(|| panic!("{opening:?}"));
+            delays.push(delay);
+        }
+        assert!(
+            delays.iter().all(|d| (2500..=3750).contains(d)),
+            "{delays:?}"
+        );
+        assert!(delays.iter().any(|d| *d != delays[0]), "spread: {delays:?}");
     }
 }

@@ -31,26 +31,44 @@ impl FanOut {
         })
     }
 
-    fn hub(&self, key: &HubKey) -> Option<Arc<Hub>> {
-        self.hubs
+    /// The hubs of `key`, the furthest ahead first.
+    fn hubs_of(&self, key: &HubKey) -> Vec<Arc<Hub>> {
+        let mut hubs = self
+            .hubs
             .lock()
             .expect("hub registry lock")
             .get(key)
             .cloned()
+            .unwrap_or_default();
+        let progress =
+            |hub: &Arc<Hub>| -> i64 { hub.positions().iter().map(|p| p.next_offset).sum() };
+        hubs.sort_by_cached_key(|hub| std::cmp::Reverse(progress(hub)));
+        hubs
     }
 
-    /// Subscribes a live client to the hub for `key`, returning the hub's current positions
-    /// as the client's start.
+    /// Subscribes a live client to the live hub for `key`, returning the hub's current
+    /// positions as the client's start.
     pub(crate) fn join_live(&self, key: &HubKey) -> Option<(Subscription, Vec<PartitionPosition>)> {
-        self.hub(key)?.join_live()
+        self.hubs_of(key)
+            .iter()
+            .filter(|hub| hub.is_live())
+            .find_map(|hub| hub.join_live())
     }
 
-    /// Subscribes a client at `positions` when it is not behind the hub on any partition.
-    pub(crate) fn join_at(&self, positions: &[PartitionPosition]) -> Join {
-        match self.hub(&hub::key_of(positions)) {
-            Some(hub) => hub.join_at(positions),
-            None => Join::NoHub,
+    /// Subscribes a client at `positions` to a hub of its partitions whose recent events
+    /// reach back to it, preferring the hub furthest ahead. With `at_most_hub`, only a hub
+    /// the client is nowhere ahead of will do.
+    pub(crate) fn join_at(&self, positions: &[PartitionPosition], at_most_hub: bool) -> Join {
+        let hubs = self.hubs_of(&hub::key_of(positions));
+        if hubs.is_empty() {
+            return Join::NoHub;
         }
+        for hub in hubs {
+            if let Join::Joined(subscription) = hub.join_at(positions, at_most_hub) {
+                return Join::Joined(subscription);
+            }
+        }
+        Join::Behind
     }
 
     /// Waits until no other request is starting the hub for `key`, and holds that right
@@ -73,22 +91,25 @@ impl FanOut {
     }
 
     /// Starts a hub reading `source`, whose consumer stands at `positions`, and subscribes
-    /// the caller in step with it; `label` names the stream in its metrics. When another hub
-    /// for the same partitions started meanwhile, the source is handed back.
+    /// the caller in step with it; `label` names the stream in its metrics. A `live` hub
+    /// reads from the live end; when a live hub for the same partitions started meanwhile,
+    /// the source is handed back. A catch-up hub (not `live`) may run beside others.
     pub(crate) fn start(
         &self,
         source: MessageSource,
         positions: &[PartitionPosition],
+        live: bool,
         label: &str,
     ) -> Result<Subscription, MessageSource> {
         let mut hubs = self.hubs.lock().expect("hub registry lock");
-        let (hub, subscription) = Hub::new(positions, label, &self.settings);
-        if hubs.contains_key(hub.key()) {
+        let (hub, subscription) = Hub::new(positions, live, label, &self.settings);
+        let same_key = hubs.entry(hub.key().clone()).or_default();
+        if live && same_key.iter().any(|other| other.is_live()) {
             return Err(source);
         }
-        hubs.insert(hub.key().clone(), hub.clone());
+        same_key.push(hub.clone());
         metrics::gauge!("kafka_sse_fanout_hubs").increment(1);
-        tracing::debug!(partitions = positions.len(), "fan-out hub started");
+        tracing::debug!(partitions = positions.len(), live, "fan-out hub started");
         tokio::spawn(hub::run(self.hubs.clone(), hub, source));
         Ok(subscription)
     }
@@ -117,7 +138,11 @@ impl Drop for StartLock {
 
 impl fmt::Debug for FanOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hubs = self.hubs.lock().map(|hubs| hubs.len()).unwrap_or_default();
+        let hubs = self
+            .hubs
+            .lock()
+            .map(|hubs| hubs.values().map(Vec::len).sum::<usize>())
+            .unwrap_or_default();
         f.debug_struct("FanOut").field("hubs", &hubs).finish()
     }
 }
@@ -153,7 +178,7 @@ mod tests {
     async fn live_clients_start_at_the_hub_positions_and_share_frames() {
         let fan_out = fan_out();
         let (feed, source) = mpsc::unbounded();
-        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[5, 7]), "t") else {
+        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[5, 7]), true, "t") else {
             panic!("a new hub")
         };
         feed.unbounded_send(Ok(Message::new("t", 1, 7, "{}")))
@@ -177,30 +202,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn clients_join_only_when_not_behind() {
+    async fn clients_join_only_where_the_hub_reaches_back_to() {
         let fan_out = fan_out();
         let (_feed, source) = mpsc::unbounded::<Result<Message, Error>>();
-        let Ok(_hub) = fan_out.start(source.boxed(), &positions(&[5, 7]), "t") else {
+        let Ok(_hub) = fan_out.start(source.boxed(), &positions(&[5, 7]), true, "t") else {
             panic!("a new hub")
         };
-        assert!(matches!(fan_out.join_at(&positions(&[4, 9])), Join::Behind));
-        let Join::Joined(joined) = fan_out.join_at(&positions(&[5, 9])) else {
+        assert!(matches!(
+            fan_out.join_at(&positions(&[4, 9]), false),
+            Join::Behind
+        ));
+        let Join::Joined(joined) = fan_out.join_at(&positions(&[5, 9]), false) else {
             panic!("joined")
         };
         assert!(format!("{joined:?}").contains("ahead: 1"));
-        assert!(matches!(fan_out.join_at(&positions(&[5])), Join::NoHub));
+        assert!(matches!(
+            fan_out.join_at(&positions(&[5]), false),
+            Join::NoHub
+        ));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_hub_with_many_clients_hands_events_over_together() {
         let fan_out = fan_out();
         let (feed, source) = mpsc::unbounded();
-        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[0]), "t") else {
+        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[0]), true, "t") else {
             panic!("a new hub")
         };
         let key = key_of(&positions(&[0]));
         let _others: Vec<_> = (1..1000).map(|_| fan_out.join_live(&key)).collect();
-        let hub = fan_out.hub(&key).unwrap();
+        let hub = fan_out.hubs_of(&key)[0].clone();
         assert_eq!(hub.batch_window(1000), Duration::from_millis(5));
 
         feed.unbounded_send(Ok(Message::new("t", 0, 0, "{}")))
@@ -224,11 +255,90 @@ mod tests {
     async fn a_hub_without_clients_stops_and_is_forgotten() {
         let fan_out = fan_out();
         let (_feed, source) = mpsc::unbounded::<Result<Message, Error>>();
-        let Ok(subscription) = fan_out.start(source.boxed(), &positions(&[1]), "t") else {
+        let Ok(subscription) = fan_out.start(source.boxed(), &positions(&[1]), true, "t") else {
             panic!("a new hub")
         };
         drop(subscription);
         tokio::time::sleep(IDLE_CHECK * 3).await;
-        assert!(matches!(fan_out.join_at(&positions(&[1])), Join::NoHub));
+        assert!(matches!(
+            fan_out.join_at(&positions(&[1]), false),
+            Join::NoHub
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_client_a_little_behind_replays_the_recent_events_then_goes_live() {
+        let fan_out = fan_out();
+        let (feed, source) = mpsc::unbounded();
+        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[0]), true, "t") else {
+            panic!("a new hub")
+        };
+        for offset in 0..3 {
+            feed.unbounded_send(Ok(Message::new("t", 0, offset, "{}")))
+                .unwrap();
+            first.receiver.recv().await.unwrap();
+        }
+        assert!(matches!(
+            fan_out.join_at(&positions(&[1]), true),
+            Join::Joined(_)
+        ));
+        assert!(matches!(
+            fan_out.join_at(&positions(&[4]), true),
+            Join::Behind
+        ));
+        let Join::Joined(mut resumed) = fan_out.join_at(&positions(&[1]), false) else {
+            panic!("joined")
+        };
+        let replayed: Vec<i64> = resumed.replay.iter().map(|e| e.message.offset()).collect();
+        assert_eq!(replayed, [0, 1, 2], "the session skips what the client has");
+        feed.unbounded_send(Ok(Message::new("t", 0, 3, "{}")))
+            .unwrap();
+        let Ok(HubItem::Event(live)) = resumed.receiver.recv().await else {
+            panic!("the live event")
+        };
+        assert_eq!(live.message.offset(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_catch_up_hub_hands_its_clients_to_the_live_hub_once_level_with_it() {
+        let fan_out = fan_out();
+        let (_live_feed, live_source) = mpsc::unbounded::<Result<Message, Error>>();
+        let Ok(_live) = fan_out.start(live_source.boxed(), &positions(&[10]), true, "t") else {
+            panic!("a live hub")
+        };
+        let (catch_up_feed, catch_up_source) = mpsc::unbounded();
+        let Ok(mut catching_up) =
+            fan_out.start(catch_up_source.boxed(), &positions(&[8]), false, "t")
+        else {
+            panic!("a catch-up hub beside the live one")
+        };
+        let (_other_feed, other_source) = mpsc::unbounded::<Result<Message, Error>>();
+        assert!(
+            fan_out
+                .start(other_source.boxed(), &positions(&[10]), true, "t")
+                .is_err(),
+            "one live hub per assignment"
+        );
+        for offset in 8..10 {
+            catch_up_feed
+                .unbounded_send(Ok(Message::new("t", 0, offset, "{}")))
+                .unwrap();
+        }
+        for offset in 8..10 {
+            let Ok(HubItem::Event(event)) = catching_up.receiver.recv().await else {
+                panic!("event {offset}")
+            };
+            assert_eq!(event.message.offset(), offset);
+        }
+        tokio::time::sleep(IDLE_CHECK * 2).await;
+        assert!(
+            catching_up.receiver.recv().await.is_err(),
+            "the catch-up hub closed"
+        );
+        assert!(matches!(
+            fan_out.join_at(&positions(&[10]), true),
+            Join::Joined(_)
+        ));
+        assert_eq!(fan_out.hubs_of(&key_of(&positions(&[0]))).len(), 1);
     }
 }

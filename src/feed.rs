@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
-use crate::assignment::RequestedPartition;
+use crate::assignment::{RequestedPartition, Start};
 use crate::consumer::MessageSource;
 use crate::hub::{self, HubItem, Join, SharedEvent, Subscription};
 use crate::position::Positions;
@@ -61,11 +61,16 @@ enum Current {
 impl Feed {
     /// Opens the feed of a new stream over `requested`, returning where it starts.
     ///
-    /// A `live` client (starting at the end, with fan-out on) joins the shared stream of its
-    /// assignment when there is one: its start is the stream's current position, with no
-    /// Kafka look-up at all. Clients arriving together wait for the first to start it rather
-    /// than each opening a consumer. Every other client resolves its start and reads on its
-    /// own consumer, until it catches up with a shared stream.
+    /// With fan-out on, a client shares a hub whenever it can:
+    /// - a live client (starting at the end) joins the live hub of its partitions, starting
+    ///   at the hub's current position with no Kafka look-up at all;
+    /// - a client resuming from offsets joins a hub whose recent events reach back to its
+    ///   position, replaying them, also with no look-up;
+    /// - otherwise it resolves its start and joins a hub from there, or starts one that
+    ///   later clients join: a live hub at the end, a catch-up hub behind it.
+    ///
+    /// Requests for the same partitions take turns at the last step, so clients that arrive
+    /// together (a restart brings every client back at once) open one consumer between them.
     pub(crate) async fn open(
         sources: &Arc<Sources>,
         requested: Vec<RequestedPartition>,
@@ -79,23 +84,39 @@ impl Feed {
             next_join_check: Instant::now() + JOIN_CHECK,
             join_backoff: JOIN_CHECK,
         };
-        let fan_out = match sources.fan_out() {
-            Some(fan_out) if live => fan_out,
-            _ => {
-                let (positions, source) = sources.open_resolved(requested, label.clone()).await?;
-                return Ok((positions, feed(Current::Own(source))));
-            }
+        let Some(fan_out) = sources.fan_out() else {
+            let positions = sources.resolve(requested, label.clone()).await?;
+            let source = sources.open_at(positions.clone()).await?;
+            return Ok((positions, feed(Current::Own(source))));
         };
         let key = hub::key(requested.iter().map(|r| (&r.topic, r.partition)));
-        if let Some((subscription, positions)) = fan_out.join_live(&key) {
+        let resumed = resumed_positions(&requested);
+        let join = || -> Option<(Vec<PartitionPosition>, Subscription)> {
+            if live {
+                let (subscription, positions) = fan_out.join_live(&key)?;
+                return Some((positions, subscription));
+            }
+            let positions = resumed.as_ref()?;
+            match fan_out.join_at(positions, true) {
+                Join::Joined(subscription) => Some((positions.clone(), subscription)),
+                Join::Behind | Join::NoHub => None,
+            }
+        };
+        if let Some((positions, subscription)) = join() {
             return Ok((positions, feed(Current::Shared(subscription))));
         }
-        let _starting = fan_out.lock_start(&key).await;
-        if let Some((subscription, positions)) = fan_out.join_live(&key) {
+        let _turn = fan_out.lock_start(&key).await;
+        if let Some((positions, subscription)) = join() {
             return Ok((positions, feed(Current::Shared(subscription))));
         }
-        let (positions, source) = sources.open_resolved(requested, label.clone()).await?;
-        let current = match fan_out.start(source, &positions, label) {
+        let positions = sources.resolve(requested, label.clone()).await?;
+        if !live {
+            if let Join::Joined(subscription) = fan_out.join_at(&positions, false) {
+                return Ok((positions, feed(Current::Shared(subscription))));
+            }
+        }
+        let source = sources.open_at(positions.clone()).await?;
+        let current = match fan_out.start(source, &positions, live, label) {
             Ok(subscription) => Current::Shared(subscription),
             Err(source) => Current::Own(source),
         };
@@ -132,14 +153,20 @@ impl Feed {
                     self.join_or_start(positions).await;
                 }
                 Current::Own(source) => return own(source.next().await),
-                Current::Shared(subscription) => match subscription.receiver.recv().await {
-                    Ok(HubItem::Event(event)) => {
-                        let in_step = subscription.in_step(&event.message, positions);
-                        return Incoming::Shared { event, in_step };
+                Current::Shared(subscription) => {
+                    let received = match subscription.replay.pop_front() {
+                        Some(replayed) => Ok(HubItem::Event(replayed)),
+                        None => subscription.receiver.recv().await,
+                    };
+                    match received {
+                        Ok(HubItem::Event(event)) => {
+                            let in_step = subscription.in_step(&event.message, positions);
+                            return Incoming::Shared { event, in_step };
+                        }
+                        Ok(HubItem::Failed(error)) => return Incoming::Failed(error),
+                        Err(_lagged_or_closed) => self.current = Current::Leaving,
                     }
-                    Ok(HubItem::Failed(error)) => return Incoming::Failed(error),
-                    Err(_lagged_or_closed) => self.current = Current::Leaving,
-                },
+                }
                 Current::Leaving => {
                     if let Some(ended) = self.leave(positions).await {
                         return ended;
@@ -166,7 +193,7 @@ impl Feed {
         let Some(fan_out) = sources.fan_out() else {
             return;
         };
-        match fan_out.join_at(positions.as_slice()) {
+        match fan_out.join_at(positions.as_slice(), false) {
             Join::Joined(subscription) => {
                 self.current = Current::Shared(subscription);
                 moved(&self.label, "joined");
@@ -180,7 +207,8 @@ impl Feed {
                 else {
                     return;
                 };
-                self.current = match fan_out.start(source, positions.as_slice(), &self.label) {
+                self.current = match fan_out.start(source, positions.as_slice(), true, &self.label)
+                {
                     Ok(subscription) => {
                         moved(&self.label, "started");
                         Current::Shared(subscription)
@@ -191,12 +219,20 @@ impl Feed {
         }
     }
 
-    /// Opens a consumer of the client's own at its position after it fell behind a shared
-    /// stream, so it loses nothing; what ends the stream instead, if anything.
+    /// Moves a client that fell behind its shared stream, or whose shared stream ended, to
+    /// another hub whose recent events reach back to it, or else to a consumer of its own
+    /// at its position, so it loses nothing; what ends the stream instead, if anything.
     async fn leave(&mut self, positions: &Positions) -> Option<Incoming> {
         let Some(sources) = self.sources.clone() else {
             return Some(Incoming::Ended);
         };
+        if let Some(fan_out) = sources.fan_out() {
+            if let Join::Joined(subscription) = fan_out.join_at(positions.as_slice(), false) {
+                self.current = Current::Shared(subscription);
+                moved(&self.label, "rejoined");
+                return None;
+            }
+        }
         match sources.open_at(positions.as_slice().to_vec()).await {
             Ok(source) => {
                 self.current = Current::Own(source);
@@ -212,6 +248,20 @@ impl Feed {
             Err(error) => Some(Incoming::Failed(Arc::new(error))),
         }
     }
+}
+
+/// The positions a request asks for when every partition starts at a given offset (a
+/// resume from an offset id), before they are checked against the partitions' logs.
+fn resumed_positions(requested: &[RequestedPartition]) -> Option<Vec<PartitionPosition>> {
+    requested
+        .iter()
+        .map(|r| match r.start {
+            Start::Offset(offset) => {
+                Some(PartitionPosition::new(r.topic.clone(), r.partition, offset))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn own(received: Option<Result<Message, Error>>) -> Incoming {

@@ -25,6 +25,27 @@ pub fn open(retry: Option<Duration>) -> Bytes {
     }
 }
 
+/// The whole body of a stream that cannot be served right now: `comment` (the reason, for
+/// people reading the stream) and a `retry:` delay, then the end. An EventSource reconnects
+/// after that delay with the `Last-Event-ID` it has, as it does after any stream that ends.
+///
+/// "If the field name is "retry": If the field value consists of only ASCII digits, then
+/// interpret the field value as an integer in base ten, and set the event stream's
+/// reconnection time to that integer."
+///
+/// ```
+/// use std::time::Duration;
+/// use kafka_sse::__private as frame;
+///
+/// assert_eq!(frame::retry_later("busy", Duration::from_millis(1500)), ":busy\nretry: 1500\n\n");
+/// ```
+pub fn retry_later(comment: &str, retry: Duration) -> Bytes {
+    let mut frame = BytesMut::from(&self::comment(comment)[..]);
+    frame.truncate(frame.len() - 1);
+    frame.put_slice(format!("retry: {}\n\n", retry.as_millis()).as_bytes());
+    frame.freeze()
+}
+
 /// A comment frame, which clients ignore: used as a heartbeat.
 ///
 /// "If the line starts with a U+003A COLON character (:): Ignore the line." Each line of a

@@ -1,9 +1,11 @@
 //! Integration with the `http` crate's types, for any server built on them.
 
-use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::{Error, EventStream, KafkaSse, Problem, ResponseBody, StreamRequest};
+use crate::{frame, Error, EventStream, Format, KafkaSse, Problem, ResponseBody, StreamRequest};
 
 /// The `Last-Event-ID` request header.
 pub const LAST_EVENT_ID_HEADER: HeaderName = HeaderName::from_static("last-event-id");
@@ -101,7 +103,9 @@ impl EventStream {
 }
 
 impl Error {
-    /// A complete `application/problem+json` response for this error.
+    /// A complete `application/problem+json` response for this error; a `503` carries a
+    /// `Retry-After` of one to five seconds, spread at random so refused clients do not all
+    /// come back at once.
     ///
     /// ```
     /// use kafka_sse::Error;
@@ -113,20 +117,80 @@ impl Error {
     pub fn to_http_response(&self) -> http::Response<ResponseBody> {
         self.problem().to_http_response()
     }
+
+    /// The response refusing a stream in `format`, in the form its clients recover from:
+    /// see [`Problem::to_http_response_for`].
+    pub fn to_http_response_for(&self, format: Format) -> http::Response<ResponseBody> {
+        self.problem().to_http_response_for(format)
+    }
 }
 
 impl Problem {
-    /// A complete response with the problem's status, content type and JSON body.
+    /// A complete response with the problem's status, content type and JSON body; a `503`
+    /// carries a `Retry-After` of one to five seconds, spread at random.
     pub fn to_http_response(&self) -> http::Response<ResponseBody> {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = http::Response::new(ResponseBody::whole(self.to_json()));
-        *response.status_mut() =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(Self::CONTENT_TYPE));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_delay().as_secs()));
+        }
         response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(Self::CONTENT_TYPE));
+    }
+
+    /// The response refusing a stream whose client reads `format`.
+    ///
+    /// A `503` (Kafka unreachable, the consumer budget spent, shutting down, a server's
+    /// own limit) is a cause that passes. EventSource clients, browsers first, treat any
+    /// answer but `200` as fatal and never reconnect; so an SSE client gets `200`, a comment
+    /// naming the problem, a `retry:` of one to five seconds spread at random, and the end of
+    /// the stream: it comes back by itself with the same `Last-Event-ID`. Every other client,
+    /// and every other problem, gets [`to_http_response`](Self::to_http_response).
+    ///
+    /// ```
+    /// use kafka_sse::{Error, Format};
+    ///
+    /// let sse = Error::Busy.to_http_response_for(Format::Sse);
+    /// assert_eq!(sse.status(), 200);
+    /// assert_eq!(sse.headers()["content-type"], "text/event-stream; charset=utf-8");
+    /// assert!(sse.body().as_whole().unwrap().starts_with(b":busy: "));
+    ///
+    /// let ndjson = Error::Busy.to_http_response_for(Format::Ndjson);
+    /// assert_eq!(ndjson.status(), 503);
+    /// assert!(ndjson.headers().contains_key("retry-after"));
+    /// ```
+    pub fn to_http_response_for(&self, format: Format) -> http::Response<ResponseBody> {
+        if self.status != StatusCode::SERVICE_UNAVAILABLE.as_u16() || format != Format::Sse {
+            return self.to_http_response();
+        }
+        let kind = self.type_uri.rsplit(':').next().unwrap_or("unavailable");
+        let body = frame::retry_later(&format!("{kind}: {}", self.detail), retry_delay());
+        let mut response = http::Response::new(ResponseBody::whole(body));
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-transform"),
+        );
         response
     }
 }
+
+/// How long a client refused for a passing cause waits: one to five seconds, at random,
+/// so that clients refused together spread out.
+fn retry_delay() -> Duration {
+    RETRY_MIN + RETRY_SPREAD.mul_f64(fastrand::f64())
+}
+
+/// The shortest wait before a refused client comes back.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+/// How far apart refused clients are spread beyond that.
+const RETRY_SPREAD: Duration = Duration::from_secs(4);
 
 impl KafkaSse {
     /// Answers an HTTP request for a stream of `topics` in one call: the `200` event stream,
@@ -164,7 +228,8 @@ impl KafkaSse {
     }
 
     /// Answers a request built by hand (with a filter or a label, say): the `200` event
-    /// stream, or the problem response.
+    /// stream, or the refusal in the form its client recovers from
+    /// ([`Error::to_http_response_for`]).
     ///
     /// ```no_run
     /// # async fn run(sse: kafka_sse::KafkaSse, parts: http::request::Parts) -> Result<(), kafka_sse::Error> {
@@ -178,9 +243,10 @@ impl KafkaSse {
     /// # }
     /// ```
     pub async fn respond_to(&self, request: StreamRequest) -> Response<ResponseBody> {
+        let format = request.format;
         match self.stream(request).await {
             Ok(stream) => stream.into_http_response(),
-            Err(error) => error.to_http_response(),
+            Err(error) => error.to_http_response_for(format),
         }
     }
 }

@@ -6,9 +6,16 @@
 //! loses nothing and holds no memory on the hub. A hub ends once it has had no client for a
 //! moment. Positions and the ring are changed under one lock, so a client that subscribes
 //! under that lock and copies the hub's positions receives exactly the messages after them.
+//!
+//! A hub also keeps its most recent events (as many as the ring holds), so a client resuming
+//! a little behind it, such as every client of a service that just restarted, replays them
+//! and goes on live instead of opening a consumer of its own. A hub started for such clients
+//! behind the live end (a *catch-up* hub) hands its clients over to the live hub of the same
+//! partitions once it has caught up with it, and stops.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -36,8 +43,13 @@ const MIN_BATCH_WINDOW: Duration = Duration::from_millis(1);
 /// The partitions of a hub, sorted: its identity.
 pub(crate) type HubKey = Vec<(Arc<str>, i32)>;
 
-/// The hubs of one service by assignment.
-pub(crate) type Registry = Mutex<HashMap<HubKey, Arc<Hub>>>;
+/// The hubs of one service by assignment: at most one live hub per assignment, and the
+/// catch-up hubs started for resuming clients.
+pub(crate) type Registry = Mutex<HashMap<HubKey, Vec<Arc<Hub>>>>;
+
+/// Numbers hubs in the order they start, so that of two hubs standing at the same place the
+/// older one is kept.
+static NEXT_HUB: AtomicU64 = AtomicU64::new(0);
 
 /// The key of the hub serving exactly these partitions.
 pub(crate) fn key<'a>(partitions: impl Iterator<Item = (&'a Arc<str>, i32)>) -> HubKey {
@@ -85,6 +97,8 @@ pub(crate) enum HubItem {
 
 /// A client's place on a hub.
 pub(crate) struct Subscription {
+    /// Recent events the client has to receive before the live ones, oldest first.
+    pub(crate) replay: VecDeque<Arc<SharedEvent>>,
     pub(crate) receiver: broadcast::Receiver<HubItem>,
     /// Partitions where the client was ahead of the hub when it joined. Until the hub passes
     /// them the client skips duplicates and frames its own ids.
@@ -109,6 +123,7 @@ impl Subscription {
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
+            .field("replay", &self.replay.len())
             .field("ahead", &self.ahead.len())
             .finish_non_exhaustive()
     }
@@ -117,13 +132,17 @@ impl fmt::Debug for Subscription {
 /// The answer to a client that asks to join a hub at its own positions.
 pub(crate) enum Join {
     Joined(Subscription),
-    /// The hub is ahead of the client on some partition; keep reading on its own.
+    /// The hub's recent events start after the client's position on some partition.
     Behind,
     NoHub,
 }
 
 pub(crate) struct Hub {
     key: HubKey,
+    number: u64,
+    /// Whether the hub reads at the live end: started for live clients, or a catch-up hub
+    /// that found nothing more to read. Only live hubs take clients that start at the end.
+    live: AtomicBool,
     /// `kafka_sse_event_lag_seconds` of the stream that started the hub, recorded once per
     /// event for all its clients.
     lag: metrics::Histogram,
@@ -134,28 +153,42 @@ pub(crate) struct Hub {
 
 struct HubState {
     positions: Positions,
+    /// The most recent events, oldest first, at most as many as the ring holds.
+    recent: VecDeque<Arc<SharedEvent>>,
+    /// Where the hub stood before the oldest of `recent`.
+    recent_from: Positions,
+    capacity: usize,
     open: bool,
 }
 
 impl Hub {
-    /// A hub standing at `positions`, and the receiver of its first client.
+    /// A hub standing at `positions`, at the live end or not, and the subscription of its
+    /// first client.
     pub(crate) fn new(
         positions: &[PartitionPosition],
+        live: bool,
         label: &str,
         settings: &Settings,
     ) -> (Arc<Hub>, Subscription) {
-        let (sender, receiver) = broadcast::channel(settings.fan_out_queue.max(1));
+        let capacity = settings.fan_out_queue.max(1);
+        let (sender, receiver) = broadcast::channel(capacity);
         let hub = Arc::new(Hub {
             key: key_of(positions),
+            number: NEXT_HUB.fetch_add(1, Ordering::Relaxed),
+            live: AtomicBool::new(live),
             lag: metrics::histogram!("kafka_sse_event_lag_seconds", "stream" => label.to_owned()),
             state: Mutex::new(HubState {
                 positions: Positions::new(positions.to_vec()),
+                recent: VecDeque::with_capacity(capacity.min(1024)),
+                recent_from: Positions::new(positions.to_vec()),
+                capacity,
                 open: true,
             }),
             sender,
             settings: settings.clone(),
         });
         let subscription = Subscription {
+            replay: VecDeque::new(),
             receiver,
             ahead: HashSet::new(),
         };
@@ -166,6 +199,43 @@ impl Hub {
         &self.key
     }
 
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// The hub's current positions.
+    pub(crate) fn positions(&self) -> Vec<PartitionPosition> {
+        self.state
+            .lock()
+            .expect("hub lock")
+            .positions
+            .as_slice()
+            .to_vec()
+    }
+
+    /// Whether this hub can hand its clients over to `other`: the same partitions, `other`
+    /// is live and not behind this hub, and this hub stands within `other`'s recent events,
+    /// where its clients can replay from. Of two hubs at the same place the older is kept.
+    fn can_hand_over_to(&self, other: &Hub) -> bool {
+        if std::ptr::eq(self, other) || !other.is_live() {
+            return false;
+        }
+        let mine = self.positions();
+        let theirs = other.state.lock().expect("hub lock");
+        let mut ahead_somewhere = false;
+        for ((me, now), from) in mine
+            .iter()
+            .zip(theirs.positions.as_slice())
+            .zip(theirs.recent_from.as_slice())
+        {
+            if me.next_offset > now.next_offset || me.next_offset < from.next_offset {
+                return false;
+            }
+            ahead_somewhere |= now.next_offset > me.next_offset;
+        }
+        ahead_somewhere || other.number < self.number
+    }
+
     /// Subscribes a live client, returning the hub's current positions as its start.
     pub(crate) fn join_live(&self) -> Option<(Subscription, Vec<PartitionPosition>)> {
         let state = self.state.lock().expect("hub lock");
@@ -173,28 +243,35 @@ impl Hub {
             return None;
         }
         let subscription = Subscription {
+            replay: VecDeque::new(),
             receiver: self.sender.subscribe(),
             ahead: HashSet::new(),
         };
         Some((subscription, state.positions.as_slice().to_vec()))
     }
 
-    /// Subscribes a client at `positions` when it is not behind the hub on any partition.
-    pub(crate) fn join_at(&self, positions: &[PartitionPosition]) -> Join {
+    /// Subscribes a client at `positions` when the hub's recent events reach back to it on
+    /// every partition: the client replays them (skipping what it has) and goes on live.
+    /// With `at_most_hub`, only a client that is nowhere ahead of the hub joins.
+    pub(crate) fn join_at(&self, positions: &[PartitionPosition], at_most_hub: bool) -> Join {
         let state = self.state.lock().expect("hub lock");
         if !state.open {
             return Join::NoHub;
         }
         let mut ahead = HashSet::new();
-        for (client, hub_position) in positions.iter().zip(state.positions.as_slice()) {
-            if client.next_offset < hub_position.next_offset {
+        let hub = state.positions.as_slice();
+        for ((client, from), now) in positions.iter().zip(state.recent_from.as_slice()).zip(hub) {
+            if client.next_offset < from.next_offset
+                || (at_most_hub && client.next_offset > now.next_offset)
+            {
                 return Join::Behind;
             }
-            if client.next_offset > hub_position.next_offset {
+            if client.next_offset > from.next_offset {
                 ahead.insert((client.topic.clone(), client.partition));
             }
         }
         Join::Joined(Subscription {
+            replay: state.recent.clone(),
             receiver: self.sender.subscribe(),
             ahead,
         })
@@ -223,15 +300,35 @@ impl Hub {
             frame::event("message", &id, data)
         });
         let timestamp = message.timestamp();
-        let event = SharedEvent {
+        let event = Arc::new(SharedEvent {
             message,
             data,
             sse_frame,
             ndjson_line: OnceLock::new(),
-        };
+        });
+        state.remember(event.clone());
         // Sending fails only when nobody listens; the idle check then retires the hub.
-        if self.sender.send(HubItem::Event(Arc::new(event))).is_ok() {
+        if self.sender.send(HubItem::Event(event)).is_ok() {
             record_lag(&self.lag, timestamp);
+        }
+    }
+}
+
+impl HubState {
+    /// Keeps `event` among the recent ones, forgetting the oldest beyond the capacity.
+    fn remember(&mut self, event: Arc<SharedEvent>) {
+        self.recent.push_back(event);
+        while self.recent.len() > self.capacity {
+            let Some(oldest) = self.recent.pop_front() else {
+                break;
+            };
+            let message = &oldest.message;
+            self.recent_from.advance(
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                message.timestamp(),
+            );
         }
     }
 }
@@ -243,11 +340,24 @@ pub(crate) fn retire(registry: &Registry, hub: &Arc<Hub>, force: bool) -> bool {
         return false;
     }
     hub.state.lock().expect("hub lock").open = false;
-    if hubs.get(&hub.key).is_some_and(|h| Arc::ptr_eq(h, hub)) {
-        hubs.remove(&hub.key);
-        metrics::gauge!("kafka_sse_fanout_hubs").decrement(1);
+    if let Some(same_key) = hubs.get_mut(&hub.key) {
+        let before = same_key.len();
+        same_key.retain(|h| !Arc::ptr_eq(h, hub));
+        if same_key.len() < before {
+            metrics::gauge!("kafka_sse_fanout_hubs").decrement(1);
+        }
+        if same_key.is_empty() {
+            hubs.remove(&hub.key);
+        }
     }
     true
+}
+
+/// Whether another hub of the same partitions can take over this hub's clients.
+fn superseded(registry: &Registry, hub: &Hub) -> bool {
+    let hubs = registry.lock().expect("hub registry lock");
+    hubs.get(&hub.key)
+        .is_some_and(|same_key| same_key.iter().any(|other| hub.can_hand_over_to(other)))
 }
 
 /// A hub's task: reads its consumer at Kafka's pace and publishes every message until the
@@ -257,9 +367,11 @@ pub(crate) async fn run(registry: Arc<Registry>, hub: Arc<Hub>, source: MessageS
     let mut idle_check = tokio::time::interval(IDLE_CHECK);
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::new();
+    let mut read_since_check = false;
     'running: loop {
         tokio::select! {
             received = source.next() => {
+                read_since_check = true;
                 batch.push(received);
                 let window = hub.batch_window(hub.sender.receiver_count());
                 gather(&mut source, window, &mut batch).await;
@@ -282,6 +394,18 @@ pub(crate) async fn run(registry: Arc<Registry>, hub: Arc<Hub>, source: MessageS
                 if retire(&registry, &hub, false) {
                     break;
                 }
+                if superseded(&registry, &hub) {
+                    // The clients see the hub close and rejoin the live one from its
+                    // recent events.
+                    tracing::debug!("hub caught up with the live one; handing over");
+                    retire(&registry, &hub, true);
+                    break;
+                }
+                if !read_since_check && !hub.is_live() {
+                    hub.live.store(true, Ordering::Relaxed);
+                    tracing::debug!("catch-up hub reached the live end");
+                }
+                read_since_check = false;
             }
         }
     }

@@ -135,6 +135,7 @@
 //! `kafka_sse_bytes_sent_total`, `kafka_sse_messages_skipped_total`,
 //! `kafka_sse_offset_resets_total`, `kafka_sse_errors_total`,
 //! `kafka_sse_requests_refused_total`, `kafka_sse_consumer_errors_total`,
+//! `kafka_sse_consumers` (Kafka consumers open, shared or not), `kafka_sse_fanout_hubs`,
 //! `kafka_sse_event_lag_seconds`), each labelled with the stream. The lag (from the Kafka
 //! timestamp to sending) is recorded once per event of a shared live stream, and for one event
 //! in 64 of a client reading on its own consumer. Each stream has a `kafka_sse.stream` span
@@ -199,7 +200,7 @@ pub use rdkafka;
 /// Not part of the public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::frame::{comment, event, id_only, ndjson_line, open};
+    pub use crate::frame::{comment, event, id_only, ndjson_line, open, retry_later};
 }
 
 /// Compiles the README's examples as doctests, so the README stays true.

@@ -23,6 +23,11 @@ use crate::settings::Settings;
 use crate::telemetry::Telemetry;
 use crate::{Deserializer, Error, Filter, Format, Message, PartitionPosition};
 
+/// A stream ends at a random point in the last tenth of the maximum connection duration.
+const MAX_DURATION_SPREAD: f64 = 0.1;
+/// A stream's `retry:` delay is the configured one, plus up to half of it at random.
+const RETRY_SPREAD: f64 = 0.5;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Opening,
@@ -70,13 +75,18 @@ impl Session {
         shutdown: Option<watch::Receiver<bool>>,
     ) -> Self {
         let now = Instant::now();
+        // Spread at random, so that clients cut or refused together do not all come back
+        // together (see the builder's `retry` and `max_connection_duration`).
         let deadline = settings
             .max_connection_duration
-            .map(|duration| now + duration);
+            .map(|duration| now + duration.mul_f64(1.0 - MAX_DURATION_SPREAD * fastrand::f64()));
+        let retry = settings
+            .retry
+            .map(|retry| retry.mul_f64(1.0 + RETRY_SPREAD * fastrand::f64()));
         Session {
             feed,
             positions: Positions::new(positions),
-            encoder: Encoder::new(format, settings.event_ids.clone(), settings.retry),
+            encoder: Encoder::new(format, settings.event_ids.clone(), retry),
             deserializer: settings.deserializer.clone(),
             filter,
             heartbeat: settings.heartbeat,

@@ -83,22 +83,19 @@ impl Sources {
         .await
     }
 
-    /// Resolves `requested` to concrete start positions (reporting starts moved into their
-    /// log) and opens a consumer there; [`Error::Busy`] when the budget is spent.
-    pub(crate) async fn open_resolved(
+    /// Resolves `requested` to concrete start positions, reporting the starts moved into
+    /// their partition's log.
+    pub(crate) async fn resolve(
         self: &Arc<Self>,
         requested: Vec<RequestedPartition>,
         label: Arc<str>,
-    ) -> Result<(Vec<PartitionPosition>, MessageSource), Error> {
-        let sources = self.clone();
+    ) -> Result<Vec<PartitionPosition>, Error> {
+        let lookup = self.lookup.clone();
         blocking(move || {
-            let offsets = sources.lookup.log_offsets(&requested)?;
+            let offsets = lookup.log_offsets(&requested)?;
             let resolved = start::resolve(&requested, &offsets)?;
             start::report_resets(&label, &resolved);
-            let positions: Vec<PartitionPosition> =
-                resolved.into_iter().map(|start| start.position).collect();
-            let source = sources.open_blocking(&positions)?;
-            Ok((positions, source))
+            Ok(resolved.into_iter().map(|start| start.position).collect())
         })
         .await
     }

@@ -230,6 +230,9 @@ async fn a_caught_up_history_client_starts_the_shared_stream_for_later_clients()
 #[tokio::test]
 async fn over_the_consumer_budget_requests_get_503_and_laggards_are_closed_with_their_id() {
     let topic = create_topic(1).await;
+    // Three events from before the shared stream starts: a client resuming before them is
+    // further behind than the shared stream's recent events reach, and needs a consumer.
+    produce_spread(&topic, 1, 3, Duration::ZERO).await;
     // One consumer in all: the shared live stream's.
     let sse = sse_builder()
         .deserializer(JsonWithMeta)
@@ -252,7 +255,7 @@ async fn over_the_consumer_budget_requests_get_503_and_laggards_are_closed_with_
         read_events(&mut fast, 60),
         produce_spread(&topic, 1, 60, Duration::from_millis(5))
     );
-    assert_exact(&fast_seen, &topic, &BTreeMap::from([(0, 0)]));
+    assert_exact(&fast_seen, &topic, &BTreeMap::from([(0, 3)]));
 
     // The slow client fell 60 events behind a queue of 16 and there is no consumer to spare:
     // it ends with an id-only frame holding exactly what it received.
@@ -272,7 +275,7 @@ async fn over_the_consumer_budget_requests_get_503_and_laggards_are_closed_with_
         .trim_end();
     assert_eq!(
         id_json(id),
-        json!([{"topic": topic, "partition": 0, "offset": received}])
+        json!([{"topic": topic, "partition": 0, "offset": 3 + received}])
     );
 
     // Resuming from it elsewhere delivers the rest, exactly.
@@ -281,5 +284,44 @@ async fn over_the_consumer_budget_requests_get_503_and_laggards_are_closed_with_
         .await
         .unwrap();
     let rest = read_events(&mut resumed, 60 - received).await;
-    assert_exact(&rest, &topic, &BTreeMap::from([(0, received as i64)]));
+    assert_exact(&rest, &topic, &BTreeMap::from([(0, 3 + received as i64)]));
+}
+
+#[tokio::test]
+async fn clients_resuming_together_share_one_consumer_and_get_every_event_once() {
+    let topic = create_topic(1).await;
+    produce_spread(&topic, 1, 5, Duration::ZERO).await;
+    // One consumer in all: fifty clients resuming from the same id share it.
+    let sse = sse_builder()
+        .deserializer(JsonWithMeta)
+        .max_consumers(1)
+        .build()
+        .unwrap();
+    let from_start = json!([{"topic": topic, "partition": 0, "offset": 0}]).to_string();
+    let opened = futures::future::join_all(
+        (0..50).map(|_| sse.stream(StreamRequest::new([&topic]).last_event_id(&from_start))),
+    )
+    .await;
+    let mut crowd: Vec<_> = opened
+        .into_iter()
+        .map(|stream| stream.expect("no client needs a consumer of its own"))
+        .collect();
+    for client in &mut crowd {
+        let history = read_events(client, 5).await;
+        assert_exact(&history, &topic, &BTreeMap::from([(0, 0)]));
+    }
+    produce_spread(&topic, 1, 5, Duration::ZERO).await;
+    for client in &mut crowd {
+        let later = read_events(client, 5).await;
+        assert_exact(&later, &topic, &BTreeMap::from([(0, 5)]));
+    }
+
+    // A client resuming a little behind the shared stream replays its recent events.
+    let from_three = json!([{"topic": topic, "partition": 0, "offset": 3}]).to_string();
+    let mut late = sse
+        .stream(StreamRequest::new([&topic]).last_event_id(&from_three))
+        .await
+        .expect("joins without a consumer");
+    let replayed = read_events(&mut late, 7).await;
+    assert_exact(&replayed, &topic, &BTreeMap::from([(0, 3)]));
 }
