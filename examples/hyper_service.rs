@@ -1,141 +1,136 @@
-//! The smallest mount: the stream route of `axum_service`, with the same flags, on bare
-//! hyper 1.x. Each connection is served by `http1::Builder`; a stream's response body is
-//! the library's `EventStream`, which is an `http_body::Body` as it is.
+//! The minimal mount: Kafka topics served as Server-Sent Events on bare hyper 1.x.
+//!
+//! Each `--stream NAME=TOPIC[,TOPIC...]` is served at `GET /v2/stream/NAME`, and its handler
+//! is one library call, `sse.respond(topics, &parts)`: the event stream, or the
+//! `application/problem+json` refusal (a bad `Last-Event-ID` or `since`, Kafka unavailable),
+//! in one body type that hyper serves as it is. Anything else is a 404 problem.
 //!
 //! ```text
-//! cargo run --example hyper_service -- --listen 127.0.0.1:8093
-//! curl -N 'localhost:8093/v2/stream/recentchange?filter=wiki=enwiki'
+//! cargo run --example hyper_service -- --brokers 127.0.0.1:9092 \
+//!     --stream recentchange=eqiad.mediawiki.recentchange,codfw.mediawiki.recentchange
+//! curl -N localhost:8093/v2/stream/recentchange
 //! ```
 //!
-//! Only `GET /v2/stream/{a,b,...}` is served (with `OPTIONS` for CORS preflights); every
-//! other path is a 404 problem.
+//! The full service, with filters, limits, metrics and a demo cluster, is `axum_service`.
 
-#[path = "shared/mod.rs"]
-mod shared;
-
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use anyhow::Context as _;
 use clap::Parser;
-use http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS,
-};
+use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use kafka_sse::{EventStream, Problem, LAST_EVENT_ID_HEADER, START_ID_HEADER};
+use kafka_sse::rdkafka::ClientConfig;
+use kafka_sse::{KafkaSse, Problem, ResponseBody, START_ID_HEADER};
+use tokio::signal;
 
-use crate::shared::cli::Cli;
-use crate::shared::service::{self, Service};
-use crate::shared::shutdown;
+/// Serves Kafka topics as Server-Sent Events at /v2/stream/NAME.
+#[derive(Debug, Parser)]
+struct Cli {
+    /// The address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8093")]
+    listen: SocketAddr,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    brokers: String,
+    /// A stream, by name, over one or more topics. Repeatable.
+    #[arg(long = "stream", required = true, value_name = "NAME=TOPIC[,TOPIC...]")]
+    #[arg(value_parser = parse_stream)]
+    streams: Vec<(String, Vec<String>)>,
+}
 
-/// A response body: a live stream, or a whole problem document.
-type ResponseBody = Either<EventStream, Full<Bytes>>;
+fn parse_stream(value: &str) -> Result<(String, Vec<String>), String> {
+    let (name, topics) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=TOPIC[,TOPIC...], got {value:?}"))?;
+    Ok((
+        name.to_owned(),
+        topics.split(',').map(str::to_owned).collect(),
+    ))
+}
 
-/// Answers one request from `peer`.
-pub async fn handle(
-    service: Service,
-    peer: SocketAddr,
-    request: Request<Incoming>,
+/// Answers one request: a named stream's events, or a problem.
+async fn handle(
+    sse: KafkaSse,
+    streams: Arc<HashMap<String, Vec<String>>>,
+    request: Request<hyper::body::Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let (parts, _body) = request.into_parts();
-    let names = parts
-        .uri
-        .path()
-        .strip_prefix("/v2/stream/")
-        .map(str::to_owned);
-    let mut response = match (&parts.method, names) {
-        (&Method::GET, Some(names)) => match service.open_stream(&names, &parts, peer.ip()).await {
-            Ok(stream) => stream.map(Either::Left),
-            Err(refused) => refused.map(|body| Either::Right(Full::new(body))),
-        },
-        (&Method::OPTIONS, Some(_)) => preflight(),
-        _ => {
+    let name = parts.uri.path().strip_prefix("/v2/stream/");
+    let topics = name
+        .and_then(|name| streams.get(name))
+        .filter(|_| parts.method == Method::GET);
+    // The library call: it reads Last-Event-ID, `since` and Accept from the request.
+    let mut response = match topics {
+        Some(topics) => sse.respond(topics, &parts).await,
+        None => {
             let detail = format!("nothing at {} {}", parts.method, parts.uri.path());
-            let problem = Problem::new(StatusCode::NOT_FOUND, "not-found", detail);
-            problem
-                .to_http_response()
-                .map(|body| Either::Right(Full::new(body)))
+            Problem::new(StatusCode::NOT_FOUND, "not-found", detail).to_http_response()
         }
     };
-    // Browsers on any origin may read the streams and the start position.
+    // Pages on any origin may read the streams and where they started.
     let headers = response.headers_mut();
     headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, START_ID_HEADER.into());
     Ok(response)
 }
 
-/// A CORS preflight's answer: `GET` with a `Last-Event-ID` header is allowed.
-fn preflight() -> Response<ResponseBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    let headers = response.headers_mut();
-    headers.insert(
-        ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET"),
-    );
-    headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, LAST_EVENT_ID_HEADER.into());
-    response
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // Read the flags, log through tracing, and connect to Kafka (or start the demo cluster,
-    // which lives as long as `started`).
+    // One `KafkaSse` serves every request: it shares metadata, look-ups and live streams.
     let cli = Cli::parse();
-    service::init_tracing();
-    let started = Service::start(&cli)?;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &cli.brokers);
+    let sse = KafkaSse::builder(config)
+        .build()
+        .context("creating the Kafka client")?;
+    let streams = Arc::new(cli.streams.into_iter().collect::<HashMap<_, _>>());
 
-    let listener = service::listen(cli.listen)?;
+    let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     let graceful = GracefulShutdown::new();
-    let signal = shutdown::signal();
+    let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
-        // Accept a connection until the shutdown signal; running out of file descriptors is
-        // worth a pause, not an exit.
-        let (tcp, peer) = tokio::select! {
+        // Accept connections until the shutdown signal, and serve each on its own task; out
+        // of file descriptors, wait a little.
+        let tcp = tokio::select! {
             () = &mut signal => break,
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
+                Ok((tcp, _peer)) => tcp,
+                Err(_) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
-        // Serve it on its own task; every request gets the shared service and the peer. A
-        // client that stops reading is closed after --stalled-client-timeout.
-        let service = started.service.clone();
-        let io = TokioIo::new(shutdown::with_stall_limit(
-            tcp,
-            cli.stalled_client_timeout(),
-        ));
-        let handler = service_fn(move |request| handle(service.clone(), peer, request));
-        let connection = graceful.watch(http1::Builder::new().serve_connection(io, handler));
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "connection ended with an error");
-            }
-        });
+        let (sse, streams) = (sse.clone(), streams.clone());
+        let service = service_fn(move |request| handle(sse.clone(), streams.clone(), request));
+        let connection = http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
+        tokio::spawn(graceful.watch(connection));
     }
-    // Stop accepting, end every stream after a whole frame, and wait for the responses to
-    // finish, at most --shutdown-timeout.
-    started.service.sse().shutdown();
-    if tokio::time::timeout(cli.shutdown_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the shutdown grace; exiting");
-    }
-    tracing::info!("stopped");
+    // End every stream after a whole frame, and give the responses ten seconds to finish.
+    sse.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
     Ok(())
+}
+
+/// Completes on Ctrl-C, or on SIGTERM where there is one.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut terminate) = signal::unix::signal(signal::unix::SignalKind::terminate()) {
+        tokio::select! {
+            _ = signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        return;
+    }
+    let _ = signal::ctrl_c().await;
 }

@@ -490,14 +490,18 @@ async fn timestamp_ids_and_max_connection_duration_flags_apply() {
 }
 
 #[tokio::test]
-async fn hyper_service_mounts_the_same_stream_route_and_flags() {
+async fn hyper_service_mounts_named_streams_with_cors_and_problems() {
     let topic = create_topic(1).await;
     let service = Launch::hyper()
         .args(["--stream", &format!("rc={topic}")])
-        .args(["--max-connections-per-ip", "1"])
         .start();
-    let mut stream = service.open("/v2/stream/rc?filter=wiki=enwiki").await;
+    let mut stream = service.open("/v2/stream/rc").await;
     assert_eq!(stream.headers["access-control-allow-origin"], "*");
+    assert!(stream.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("kafka-sse-start-id"));
+    assert!(stream.headers.contains_key("kafka-sse-start-id"));
     produce_all(
         &topic,
         &[
@@ -506,16 +510,31 @@ async fn hyper_service_mounts_the_same_stream_route_and_flags() {
         ],
     )
     .await;
-    let event = stream.next_json().await;
-    assert_eq!(event["n"], 1);
-    assert_eq!(event["meta"]["topic"], topic.as_str());
+    let event = stream.next_event().await;
+    assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["n"], 0);
+    assert_eq!(
+        id_json(&event.id),
+        json!([{"topic": topic, "partition": 0, "offset": 1}])
+    );
+    assert_eq!(stream.next_json().await["n"], 1);
 
-    let refused = service.problem("/v2/stream/rc").await;
-    assert_eq!(refused.status, 429);
-    assert!(refused.headers.contains_key("retry-after"));
-    assert_eq!(service.problem("/v2/stream/nope").await.status, 404);
-    assert_eq!(service.problem("/v2/stream/rc?filter=x").await.status, 400);
-    assert_eq!(service.problem("/v2/streams").await.status, 404);
+    for path in ["/v2/stream/nope", "/v2/streams", "/"] {
+        let missing = service.problem(path).await;
+        assert_eq!(missing.status, 404, "{path}");
+        assert_eq!(missing.headers["access-control-allow-origin"], "*");
+    }
+    let invalid = Problem::read(
+        service
+            .get_with("/v2/stream/rc", &[("last-event-id", "not json")])
+            .await,
+    )
+    .await;
+    assert_eq!(invalid.status, 400);
+    assert_eq!(
+        invalid.body["type"],
+        "urn:kafka-sse:problem:invalid-last-event-id"
+    );
+    assert_eq!(invalid.headers["access-control-allow-origin"], "*");
 }
 
 #[tokio::test]
@@ -570,7 +589,7 @@ async fn demo_cluster_streams_generated_recent_changes_and_refuses_time_lookups(
 
 #[tokio::test]
 async fn invalid_command_lines_exit_with_a_message() {
-    let cases: [(Launch, &str); 4] = [
+    let cases: [(Launch, &str); 5] = [
         (
             Launch::axum().arg("--stream").arg("no-equals"),
             "NAME=TOPIC",
@@ -581,9 +600,10 @@ async fn invalid_command_lines_exit_with_a_message() {
             "defined twice",
         ),
         (
-            Launch::hyper().demo().args(["--ids", "timestamp"]),
+            Launch::axum().demo().args(["--ids", "timestamp"]),
             "--brokers",
         ),
+        (Launch::hyper(), "--stream"),
     ];
     for (launch, expected) in cases {
         let (status, log) = launch.start_expecting_exit();

@@ -8,7 +8,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
-(cd "$ROOT" && timeout 1800 cargo build --release --example axum_service --example loadgen)
+(cd "$ROOT" && timeout 1800 cargo build --release -p kafka-sse -p kafka-sse-loadgen --example axum_service --bin kafka-sse-loadgen)
 if [[ "${KAFKASSE:-1}" != 0 ]]; then
   timeout 1800 "$ROOT/benches/kafkasse/setup.sh"
 fi

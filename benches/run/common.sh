@@ -11,7 +11,7 @@
 # KAFKASSE=0 to leave KafkaSSE out.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-LOADGEN="$ROOT/target/release/examples/loadgen"
+LOADGEN="$ROOT/target/release/kafka-sse-loadgen"
 AXUM_SERVICE="$ROOT/target/release/examples/axum_service"
 KAFKASSE_DIR="$ROOT/benches/kafkasse"
 STARTED_PIDS=()
@@ -38,7 +38,7 @@ bench_setup() {
   fi
   if [[ -z "${SKIP_BUILD:-}" ]]; then
     log "building release binaries"
-    (cd "$ROOT" && timeout 1800 cargo build --release --example axum_service --example loadgen) ||
+    (cd "$ROOT" && timeout 1800 cargo build --release -p kafka-sse -p kafka-sse-loadgen --example axum_service --bin kafka-sse-loadgen) ||
       die "the release build failed"
   fi
   if [[ "${KAFKASSE:-1}" != 0 ]]; then

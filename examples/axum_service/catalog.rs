@@ -10,7 +10,7 @@ use kafka_sse::{FieldFilter, Filter, Message, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::cli::Cli;
+use crate::cli::Cli;
 
 /// The most streams one request may name in `/v2/stream/{a,b,...}`.
 pub const MAX_STREAMS_PER_REQUEST: usize = 16;

@@ -7,15 +7,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use kafka_sse::rdkafka::ClientConfig;
-use kafka_sse::{EventStream, JsonPassThrough, JsonWithMeta, KafkaSse, RawUtf8, StreamRequest};
+use kafka_sse::{JsonPassThrough, JsonWithMeta, KafkaSse, Problem, RawUtf8, ResponseBody};
 
 /// The deserializer to serve with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,8 +51,6 @@ pub fn parse_property(value: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {value:?}"))?;
     Ok((key.to_owned(), value.to_owned()))
 }
-
-type Body = Either<EventStream, Full<Bytes>>;
 
 /// Serves `GET /v2/stream/NAME` for each route until the process ends.
 pub async fn serve(
@@ -112,28 +108,17 @@ async fn handle(
     sse: KafkaSse,
     routes: std::sync::Arc<Vec<Route>>,
     request: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible> {
     let (parts, _) = request.into_parts();
     let route = parts
         .uri
         .path()
         .strip_prefix("/v2/stream/")
         .and_then(|name| routes.iter().find(|r| r.name == name));
-    let Some(route) = route else {
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
-            b"no such stream\n",
-        ))));
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        return Ok(response);
-    };
-    let opened = match StreamRequest::from_http(route.topics.iter().cloned(), &parts) {
-        Ok(request) => sse.stream(request).await,
-        Err(error) => Err(error),
-    };
-    Ok(match opened {
-        Ok(stream) => stream.into_http_response().map(Either::Left),
-        Err(error) => error
-            .to_http_response()
-            .map(|body| Either::Right(Full::new(body))),
+    Ok(match route {
+        Some(route) => sse.respond(&route.topics, &parts).await,
+        None => {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "no such stream").to_http_response()
+        }
     })
 }

@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, Response, StatusCode};
-use kafka_sse::Problem;
+use kafka_sse::{Problem, ResponseBody};
 
 /// How long a refused client is told to wait, in seconds.
 const RETRY_AFTER_SECONDS: u64 = 5;
@@ -107,7 +106,7 @@ impl Refused {
     }
 
     /// The problem response, with `Retry-After`.
-    pub fn to_http_response(self) -> Response<Bytes> {
+    pub fn to_http_response(self) -> Response<ResponseBody> {
         let problem = match self {
             Refused::PerIp { max } => Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,

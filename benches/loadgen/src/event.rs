@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _};
 
 /// The sample events of the repository, built in.
-const SAMPLE: &str = include_str!("../../benches/data/recentchange-sample.jsonl");
+const SAMPLE: &str = include_str!("../../data/recentchange-sample.jsonl");
 
 /// Builds event payloads from sample shapes.
 #[derive(Debug)]

@@ -1,50 +1,20 @@
-//! What both example services share at run time: start-up from the command line, and the
-//! stream route.
+//! The service at run time: start-up from the command line, and the stream route.
 
-use std::io::IsTerminal;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode};
 use kafka_sse::rdkafka::ClientConfig;
 use kafka_sse::{
-    EventStream, JsonWithMeta, KafkaSse, OffsetIds, Problem, StreamRequest, TimestampIds,
+    JsonWithMeta, KafkaSse, OffsetIds, Problem, ResponseBody, StreamRequest, TimestampIds,
 };
-use tracing_subscriber::EnvFilter;
 
-use super::catalog::{Catalog, EventFilter};
-use super::cli::{Cli, Ids};
-use super::demo::Demo;
-use super::limit::ConnectionLimits;
-
-/// How many connections the kernel may queue before the service accepts them. Tokio's
-/// `TcpListener::bind` asks for 128, which a crowd of clients connecting at once overflows
-/// (the rest wait for SYN retries, a second or more); Linux caps this at `somaxconn`.
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// A listener on `address` with a backlog for crowds of simultaneous connects.
-pub fn listen(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = match address {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
-/// Logs to stderr through `tracing`, `info` unless `RUST_LOG` says otherwise; librdkafka's
-/// own log lines (through the `log` crate) arrive here too.
-pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
+use crate::catalog::{Catalog, EventFilter};
+use crate::cli::{Cli, Ids};
+use crate::demo::Demo;
+use crate::limit::ConnectionLimits;
 
 /// The stream route's state, shared by every request.
 #[derive(Debug, Clone)]
@@ -141,45 +111,54 @@ impl Service {
         names: &str,
         parts: &Parts,
         peer: IpAddr,
-    ) -> Result<Response<EventStream>, Response<Bytes>> {
-        let selection = self
-            .catalog
-            .select(names)
-            .map_err(|problem| problem.to_http_response())?;
+    ) -> Response<ResponseBody> {
+        let request = match self.request(names, parts) {
+            Ok(request) => request,
+            Err(problem) => return problem.to_http_response(),
+        };
+        let slot = match self.limits.acquire(peer) {
+            Ok(slot) => slot,
+            Err(refused) => return refused.to_http_response(),
+        };
+        match self.sse.stream(request).await {
+            Ok(stream) => {
+                tracing::debug!(%peer, stream = names, start = stream.start_id(), "stream opened");
+                stream.hold(slot).into_http_response()
+            }
+            Err(kafka_sse::Error::TimestampLookupUnsupported) if self.demo => {
+                demo_has_no_time_index()
+            }
+            Err(error) => error.to_http_response(),
+        }
+    }
+
+    /// The library request for `names`: the union of their topics as the allow-list, the
+    /// request's position and format, and its `filter` query values.
+    ///
+    /// # Errors
+    ///
+    /// The problem for an unknown stream, or a malformed filter or `Last-Event-ID`.
+    fn request(&self, names: &str, parts: &Parts) -> Result<StreamRequest, Problem> {
+        let selection = self.catalog.select(names)?;
         let filters: Vec<String> =
             form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
                 .filter(|(name, _)| name == "filter")
                 .map(|(_, value)| value.into_owned())
                 .collect();
-        let filter = EventFilter::new(&filters, &selection).map_err(|e| e.to_http_response())?;
-        let mut request = StreamRequest::from_http(selection.topics, parts)
-            .map_err(|e| e.to_http_response())?
+        let filter = EventFilter::new(&filters, &selection).map_err(|e| e.problem())?;
+        let request = StreamRequest::from_http(selection.topics, parts)
+            .map_err(|e| e.problem())?
             .label(selection.label);
-        if let Some(filter) = filter {
-            request = request.filter(filter);
-        }
-        let slot = self
-            .limits
-            .acquire(peer)
-            .map_err(|refused| refused.to_http_response())?;
-        let stream = self
-            .sse
-            .stream(request)
-            .await
-            .map_err(|error| match error {
-                kafka_sse::Error::TimestampLookupUnsupported if self.demo => {
-                    demo_has_no_time_index()
-                }
-                error => error.to_http_response(),
-            })?;
-        tracing::debug!(%peer, stream = names, start = stream.start_id(), "stream opened");
-        Ok(stream.into_http_response().map(|stream| stream.hold(slot)))
+        Ok(match filter {
+            Some(filter) => request.filter(filter),
+            None => request,
+        })
     }
 }
 
 /// The library's 501 for `since` and timestamp ids, in words that point a demo user at the
 /// way out.
-fn demo_has_no_time_index() -> Response<Bytes> {
+fn demo_has_no_time_index() -> Response<ResponseBody> {
     Problem::new(
         StatusCode::NOT_IMPLEMENTED,
         kafka_sse::Error::TimestampLookupUnsupported.kind(),

@@ -10,8 +10,8 @@
 //! to measure what a setting costs.
 //!
 //! ```text
-//! cargo build --release --example loadgen --example axum_service
-//! L=target/release/examples/loadgen
+//! cargo build --release -p kafka-sse-loadgen --example axum_service
+//! L=target/release/kafka-sse-loadgen
 //! $L fill --brokers 127.0.0.1:9092 --topic bench.drain --count 1000000 --size 1024
 //! $L raw-drain --brokers 127.0.0.1:9092 --topic bench.drain --count 1000000
 //! $L sse-drain --url http://127.0.0.1:8092/v2/stream/drain --count 1000000 \
@@ -24,19 +24,12 @@
 //!
 //! Many connections need many file descriptors: raise the limit first (`ulimit -n 20000`).
 
-#[path = "loadgen/clients.rs"]
 mod clients;
-#[path = "loadgen/event.rs"]
 mod event;
-#[path = "loadgen/http.rs"]
 mod http;
-#[path = "loadgen/kafka.rs"]
 mod kafka;
-#[path = "loadgen/probe.rs"]
 mod probe;
-#[path = "loadgen/report.rs"]
 mod report;
-#[path = "loadgen/serve.rs"]
 mod serve;
 
 use std::time::Duration;

@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use super::catalog::StreamDef;
-use super::generator::Generator;
+use crate::catalog::StreamDef;
+use crate::generator::Generator;
 
 /// Events the generator writes per second.
 const EVENTS_PER_SECOND: u64 = 20;

@@ -1,4 +1,4 @@
-//! The command line both example services share (SPEC section 6).
+//! The command line (SPEC section 6).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,132 @@
+//! An EventStreams-like service on axum: named streams over Kafka topics, served as
+//! Server-Sent Events, with filters, a stream list, metrics, a health check and a web page.
+//!
+//! With no Kafka at hand it starts an embedded demo cluster with live recent-change events:
+//!
+//! ```text
+//! cargo run --example axum_service
+//! curl -N localhost:8092/v2/stream/recentchange
+//! open http://localhost:8092/
+//! ```
+//!
+//! Against a real cluster, name the brokers and the streams:
+//!
+//! ```text
+//! cargo run --release --example axum_service -- --brokers 127.0.0.1:9092 \
+//!     --stream recentchange=eqiad.mediawiki.recentchange,codfw.mediawiki.recentchange \
+//!     --max-connections-per-ip 4
+//! ```
+//!
+//! `--config streams.toml` describes streams in a file:
+//!
+//! ```toml
+//! [[stream]]
+//! name = "recentchange"
+//! topics = ["eqiad.mediawiki.recentchange", "codfw.mediawiki.recentchange"]
+//! description = "Every change to every wiki"
+//! drop_canary = true   # keep monitoring's canary events (meta.domain "canary") out
+//! ```
+//!
+//! Routes:
+//!
+//! - `GET /v2/stream/{a,b,...}`: the named streams' events together; query `since`,
+//!   `last-event-id` and repeatable `filter=FIELD=VALUE` / `filter=FIELD!=VALUE`.
+//! - `GET /v2/streams`: the streams as JSON, with their topics and descriptions.
+//! - `GET /metrics`: Prometheus text. `GET /healthz`: whether Kafka answers.
+//! - `GET /`: a page that shows a stream live in the browser.
+//!
+//! Every error is an `application/problem+json` body; `--help` lists the flags.
+//!
+//! The files, one concept each: `cli.rs` the flags; `service.rs` start-up and the stream
+//! route's one library call; `catalog.rs` the named streams and their filters; `limit.rs`
+//! the connection limits; `routes.rs` the axum router; `listener.rs` how connections are
+//! accepted; `shutdown.rs` graceful shutdown; `demo.rs` and `generator.rs` the embedded
+//! demo cluster and its events; `index.html` the web page.
+
+mod catalog;
+mod cli;
+mod demo;
+mod generator;
+mod limit;
+mod listener;
+mod routes;
+mod service;
+mod shutdown;
+
+use std::future::IntoFuture;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use clap::Parser;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::Cli;
+use crate::listener::{Peer, StallLimitedListener};
+use crate::routes::{app, AppState};
+use crate::service::{Service, Started};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Read the flags, then log through tracing (RUST_LOG, default info).
+    let cli = Cli::parse();
+    init_tracing();
+
+    // Record metrics for /metrics; histograms need their upkeep run now and then.
+    let metrics = PrometheusBuilder::new().install_recorder()?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            ticks.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+
+    // Connect to Kafka, or start the demo cluster, which runs until `demo` is dropped.
+    let Started { service, demo } = Service::start(&cli)?;
+    let app = app(AppState {
+        service: service.clone(),
+        metrics,
+    });
+
+    // Serve; the first stdout line tells people and tests where. Connections whose client
+    // stopped reading are closed after --stalled-client-timeout.
+    let listener = StallLimitedListener::bind(cli.listen, cli.stalled_client_timeout())?;
+    let address = axum::serve::Listener::local_addr(&listener)?;
+    println!("listening on http://{address}");
+    for stream in service.catalog().streams() {
+        tracing::info!(
+            "stream {}: http://{address}/v2/stream/{}",
+            stream.name,
+            stream.name
+        );
+    }
+    // On SIGTERM or Ctrl-C: stop accepting, end every stream after a whole frame, and exit
+    // once the responses are done, or after --shutdown-timeout.
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let sse = service.sse().clone();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(async move {
+            shutdown::signal().await;
+            sse.shutdown();
+            let _ = signalled.send(());
+        });
+    let on_signal = async {
+        let _ = on_signal.await;
+    };
+    shutdown::serve_with_grace(server.into_future(), on_signal, cli.shutdown_timeout).await?;
+    tracing::info!("stopped");
+    drop(demo);
+    Ok(())
+}
+
+/// Logs to stderr through `tracing`, `info` unless `RUST_LOG` says otherwise; librdkafka's
+/// own log lines (through the `log` crate) arrive here too.
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
