@@ -305,4 +305,25 @@ mod tests {
         );
         assert!(delays.iter().any(|d| *d != delays[0]), "spread: {delays:?}");
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_log_replaced_under_the_consumer_is_announced_and_delivered_from_its_start() {
+        let (feed, mut stream) = open(&settings(Duration::from_secs(15)), Format::Sse, None);
+        stream.next().await;
+        stream.next().await;
+        feed.unbounded_send(Ok(Message::new("t", 0, 5, "{}")))
+            .unwrap();
+        assert!(text(stream.next().await).contains("\"partition\":0,\"offset\":6"));
+        // The topic was recreated: librdkafka starts over at the new log's offset 0.
+        feed.unbounded_send(Ok(Message::new("t", 0, 0, r#"{"new":0}"#)))
+            .unwrap();
+        let announced = text(stream.next().await);
+        assert!(
+            announced.starts_with("id: [{\"topic\":\"t\",\"partition\":0,\"offset\":0}"),
+            "{announced}"
+        );
+        let event = text(stream.next().await);
+        assert!(event.contains("\"partition\":0,\"offset\":1"), "{event}");
+        assert!(event.ends_with("data: {\"new\":0}\n\n"), "{event}");
+    }
 }

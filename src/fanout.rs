@@ -55,16 +55,16 @@ impl FanOut {
             .find_map(|hub| hub.join_live())
     }
 
-    /// Subscribes a client at `positions` to a hub of its partitions whose recent events
-    /// reach back to it, preferring the hub furthest ahead. With `at_most_hub`, only a hub
-    /// the client is nowhere ahead of will do.
-    pub(crate) fn join_at(&self, positions: &[PartitionPosition], at_most_hub: bool) -> Join {
+    /// Subscribes a client at `positions` (sorted) to a hub of its partitions whose recent
+    /// events reach back to it, preferring the hub furthest ahead; `log_end` as in
+    /// [`Hub::join_at`].
+    pub(crate) fn join_at(&self, positions: &[PartitionPosition], log_end: Option<&[i64]>) -> Join {
         let hubs = self.hubs_of(&hub::key_of(positions));
         if hubs.is_empty() {
             return Join::NoHub;
         }
         for hub in hubs {
-            if let Join::Joined(subscription) = hub.join_at(positions, at_most_hub) {
+            if let Join::Joined(subscription) = hub.join_at(positions, log_end) {
                 return Join::Joined(subscription);
             }
         }
@@ -209,15 +209,15 @@ mod tests {
             panic!("a new hub")
         };
         assert!(matches!(
-            fan_out.join_at(&positions(&[4, 9]), false),
+            fan_out.join_at(&positions(&[4, 9]), None),
             Join::Behind
         ));
-        let Join::Joined(joined) = fan_out.join_at(&positions(&[5, 9]), false) else {
+        let Join::Joined(joined) = fan_out.join_at(&positions(&[5, 9]), None) else {
             panic!("joined")
         };
         assert!(format!("{joined:?}").contains("ahead: 1"));
         assert!(matches!(
-            fan_out.join_at(&positions(&[5]), false),
+            fan_out.join_at(&positions(&[5]), None),
             Join::NoHub
         ));
     }
@@ -261,7 +261,7 @@ mod tests {
         drop(subscription);
         tokio::time::sleep(IDLE_CHECK * 3).await;
         assert!(matches!(
-            fan_out.join_at(&positions(&[1]), false),
+            fan_out.join_at(&positions(&[1]), None),
             Join::NoHub
         ));
     }
@@ -279,14 +279,14 @@ mod tests {
             first.receiver.recv().await.unwrap();
         }
         assert!(matches!(
-            fan_out.join_at(&positions(&[1]), true),
+            fan_out.join_at(&positions(&[1]), Some(&[3])),
             Join::Joined(_)
         ));
-        assert!(matches!(
-            fan_out.join_at(&positions(&[4]), true),
-            Join::Behind
-        ));
-        let Join::Joined(mut resumed) = fan_out.join_at(&positions(&[1]), false) else {
+        assert!(
+            matches!(fan_out.join_at(&positions(&[1]), Some(&[2])), Join::Behind),
+            "a hub past the log end reads a log that is gone"
+        );
+        let Join::Joined(mut resumed) = fan_out.join_at(&positions(&[1]), None) else {
             panic!("joined")
         };
         let replayed: Vec<i64> = resumed.replay.iter().map(|e| e.message.offset()).collect();
@@ -336,9 +336,44 @@ mod tests {
             "the catch-up hub closed"
         );
         assert!(matches!(
-            fan_out.join_at(&positions(&[10]), true),
+            fan_out.join_at(&positions(&[10]), None),
             Join::Joined(_)
         ));
         assert_eq!(fan_out.hubs_of(&key_of(&positions(&[0]))).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_hub_that_finds_its_log_replaced_moves_every_client_to_the_new_log() {
+        let fan_out = fan_out();
+        let (feed, source) = mpsc::unbounded();
+        let Ok(mut client) = fan_out.start(source.boxed(), &positions(&[0]), true, "t") else {
+            panic!("a new hub")
+        };
+        for offset in [0, 1, 2, 0] {
+            feed.unbounded_send(Ok(Message::new("t", 0, offset, "{}")))
+                .unwrap();
+        }
+        for _ in 0..3 {
+            assert!(matches!(
+                client.receiver.recv().await,
+                Ok(HubItem::Event(_))
+            ));
+        }
+        let Ok(HubItem::Replaced { offset, .. }) = client.receiver.recv().await else {
+            panic!("the replacement is announced")
+        };
+        assert_eq!(offset, 0);
+        let Ok(HubItem::Event(event)) = client.receiver.recv().await else {
+            panic!("the new log's first event")
+        };
+        assert_eq!(event.message.offset(), 0);
+        let Join::Joined(joined) = fan_out.join_at(&positions(&[0]), None) else {
+            panic!("a client at the new log's start joins")
+        };
+        assert_eq!(
+            joined.replay.len(),
+            1,
+            "the old log's recent events are forgotten"
+        );
     }
 }

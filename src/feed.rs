@@ -8,11 +8,12 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
-use crate::assignment::{RequestedPartition, Start};
+use crate::assignment::RequestedPartition;
 use crate::consumer::MessageSource;
 use crate::hub::{self, HubItem, Join, SharedEvent, Subscription};
 use crate::position::Positions;
 use crate::sources::Sources;
+use crate::start::ResolvedStart;
 use crate::telemetry::moved;
 use crate::{Error, Message, PartitionPosition};
 
@@ -30,6 +31,13 @@ pub(crate) enum Incoming {
     Shared {
         event: Arc<SharedEvent>,
         in_step: bool,
+    },
+    /// A partition's log was replaced (the topic was recreated): the stream goes on from
+    /// `offset` in the new log. Already logged and counted by the hub that saw it.
+    Replaced {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
     },
     /// Kafka failed for good.
     Failed(Arc<Error>),
@@ -64,10 +72,10 @@ impl Feed {
     /// With fan-out on, a client shares a hub whenever it can:
     /// - a live client (starting at the end) joins the live hub of its partitions, starting
     ///   at the hub's current position with no Kafka look-up at all;
-    /// - a client resuming from offsets joins a hub whose recent events reach back to its
-    ///   position, replaying them, also with no look-up;
-    /// - otherwise it resolves its start and joins a hub from there, or starts one that
-    ///   later clients join: a live hub at the end, a catch-up hub behind it.
+    /// - a client resuming (from an id or a time) resolves its start and joins a hub whose
+    ///   recent events reach back to it, replaying them;
+    /// - otherwise it starts a hub that later clients join: a live hub at the end, a
+    ///   catch-up hub behind it.
     ///
     /// Requests for the same partitions take turns at the last step, so clients that arrive
     /// together (a restart brings every client back at once) open one consumer between them.
@@ -85,21 +93,34 @@ impl Feed {
             join_backoff: JOIN_CHECK,
         };
         let Some(fan_out) = sources.fan_out() else {
-            let positions = sources.resolve(requested, label.clone()).await?;
+            let (positions, _) =
+                positions_and_ends(sources.resolve(requested, label.clone()).await?);
             let source = sources.open_at(positions.clone()).await?;
             return Ok((positions, feed(Current::Own(source))));
         };
         let key = hub::key(requested.iter().map(|r| (&r.topic, r.partition)));
-        let resumed = resumed_positions(&requested);
-        let join = || -> Option<(Vec<PartitionPosition>, Subscription)> {
-            if live {
-                let (subscription, positions) = fan_out.join_live(&key)?;
-                return Some((positions, subscription));
+        if live {
+            if let Some((subscription, positions)) = fan_out.join_live(&key) {
+                return Ok((positions, feed(Current::Shared(subscription))));
             }
-            let positions = resumed.as_ref()?;
-            match fan_out.join_at(positions, true) {
-                Join::Joined(subscription) => Some((positions.clone(), subscription)),
-                Join::Behind | Join::NoHub => None,
+        }
+        let resolved = if live {
+            None
+        } else {
+            Some(positions_and_ends(
+                sources.resolve(requested.clone(), label.clone()).await?,
+            ))
+        };
+        let join = || -> Option<(Vec<PartitionPosition>, Subscription)> {
+            match &resolved {
+                None => {
+                    let (subscription, positions) = fan_out.join_live(&key)?;
+                    Some((positions, subscription))
+                }
+                Some((positions, ends)) => match fan_out.join_at(positions, Some(ends)) {
+                    Join::Joined(subscription) => Some((positions.clone(), subscription)),
+                    Join::Behind | Join::NoHub => None,
+                },
             }
         };
         if let Some((positions, subscription)) = join() {
@@ -109,12 +130,10 @@ impl Feed {
         if let Some((positions, subscription)) = join() {
             return Ok((positions, feed(Current::Shared(subscription))));
         }
-        let positions = sources.resolve(requested, label.clone()).await?;
-        if !live {
-            if let Join::Joined(subscription) = fan_out.join_at(&positions, false) {
-                return Ok((positions, feed(Current::Shared(subscription))));
-            }
-        }
+        let positions = match resolved {
+            Some((positions, _)) => positions,
+            None => positions_and_ends(sources.resolve(requested, label.clone()).await?).0,
+        };
         let source = sources.open_at(positions.clone()).await?;
         let current = match fan_out.start(source, &positions, live, label) {
             Ok(subscription) => Current::Shared(subscription),
@@ -163,6 +182,18 @@ impl Feed {
                             let in_step = subscription.in_step(&event.message, positions);
                             return Incoming::Shared { event, in_step };
                         }
+                        Ok(HubItem::Replaced {
+                            topic,
+                            partition,
+                            offset,
+                        }) => {
+                            subscription.replaced(&topic, partition);
+                            return Incoming::Replaced {
+                                topic,
+                                partition,
+                                offset,
+                            };
+                        }
                         Ok(HubItem::Failed(error)) => return Incoming::Failed(error),
                         Err(_lagged_or_closed) => self.current = Current::Leaving,
                     }
@@ -193,7 +224,7 @@ impl Feed {
         let Some(fan_out) = sources.fan_out() else {
             return;
         };
-        match fan_out.join_at(positions.as_slice(), false) {
+        match fan_out.join_at(positions.as_slice(), None) {
             Join::Joined(subscription) => {
                 self.current = Current::Shared(subscription);
                 moved(&self.label, "joined");
@@ -227,7 +258,7 @@ impl Feed {
             return Some(Incoming::Ended);
         };
         if let Some(fan_out) = sources.fan_out() {
-            if let Join::Joined(subscription) = fan_out.join_at(positions.as_slice(), false) {
+            if let Join::Joined(subscription) = fan_out.join_at(positions.as_slice(), None) {
                 self.current = Current::Shared(subscription);
                 moved(&self.label, "rejoined");
                 return None;
@@ -250,18 +281,12 @@ impl Feed {
     }
 }
 
-/// The positions a request asks for when every partition starts at a given offset (a
-/// resume from an offset id), before they are checked against the partitions' logs.
-fn resumed_positions(requested: &[RequestedPartition]) -> Option<Vec<PartitionPosition>> {
-    requested
-        .iter()
-        .map(|r| match r.start {
-            Start::Offset(offset) => {
-                Some(PartitionPosition::new(r.topic.clone(), r.partition, offset))
-            }
-            _ => None,
-        })
-        .collect()
+/// The resolved starts as positions, and their partitions' log ends beside them.
+fn positions_and_ends(resolved: Vec<ResolvedStart>) -> (Vec<PartitionPosition>, Vec<i64>) {
+    resolved
+        .into_iter()
+        .map(|start| (start.position, start.log_end))
+        .unzip()
 }
 
 fn own(received: Option<Result<Message, Error>>) -> Incoming {

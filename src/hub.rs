@@ -27,7 +27,7 @@ use crate::consumer::MessageSource;
 use crate::deserializer::deserialize_or_skip;
 use crate::position::Positions;
 use crate::settings::Settings;
-use crate::telemetry::record_lag;
+use crate::telemetry::{self, record_lag};
 use crate::{frame, Error, Message, PartitionPosition};
 
 /// How often a hub checks whether it still has clients.
@@ -77,6 +77,20 @@ pub(crate) struct SharedEvent {
 }
 
 impl SharedEvent {
+    fn in_partition(&self, topic: &str, partition: i32) -> bool {
+        self.message.partition() == partition && self.message.topic() == topic
+    }
+
+    /// Whether `other` is the same Kafka message: same place, time and payload.
+    fn same_message(&self, other: &SharedEvent) -> bool {
+        let (a, b) = (&self.message, &other.message);
+        a.offset() == b.offset()
+            && a.partition() == b.partition()
+            && a.timestamp() == b.timestamp()
+            && a.topic() == b.topic()
+            && a.payload() == b.payload()
+    }
+
     /// The NDJSON line of the event, encoded by the first client that asks.
     pub(crate) fn ndjson_line(&self) -> Option<Bytes> {
         let data = self.data.as_ref()?;
@@ -92,6 +106,13 @@ impl SharedEvent {
 #[derive(Clone)]
 pub(crate) enum HubItem {
     Event(Arc<SharedEvent>),
+    /// The partition's log was replaced: the hub now reads the new log from `offset`, and
+    /// every client moves there too.
+    Replaced {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+    },
     Failed(Arc<Error>),
 }
 
@@ -117,6 +138,14 @@ impl Subscription {
                 .remove(&(message.topic_arc().clone(), message.partition()));
         }
         self.ahead.is_empty()
+    }
+}
+
+impl Subscription {
+    /// The client moves with the hub to the start of a partition's new log: it is in step
+    /// there.
+    pub(crate) fn replaced(&mut self, topic: &Arc<str>, partition: i32) {
+        self.ahead.remove(&(topic.clone(), partition));
     }
 }
 
@@ -146,6 +175,8 @@ pub(crate) struct Hub {
     /// `kafka_sse_event_lag_seconds` of the stream that started the hub, recorded once per
     /// event for all its clients.
     lag: metrics::Histogram,
+    /// The stream that started the hub, for logs and metrics.
+    label: String,
     state: Mutex<HubState>,
     sender: broadcast::Sender<HubItem>,
     settings: Settings,
@@ -177,6 +208,7 @@ impl Hub {
             number: NEXT_HUB.fetch_add(1, Ordering::Relaxed),
             live: AtomicBool::new(live),
             lag: metrics::histogram!("kafka_sse_event_lag_seconds", "stream" => label.to_owned()),
+            label: label.to_owned(),
             state: Mutex::new(HubState {
                 positions: Positions::new(positions.to_vec()),
                 recent: VecDeque::with_capacity(capacity.min(1024)),
@@ -216,19 +248,43 @@ impl Hub {
     /// Whether this hub can hand its clients over to `other`: the same partitions, `other`
     /// is live and not behind this hub, and this hub stands within `other`'s recent events,
     /// where its clients can replay from. Of two hubs at the same place the older is kept.
+    ///
+    /// Both must read the same logs: where this hub's last event of a partition falls within
+    /// `other`'s recent ones, `other` must hold the same event (offset, timestamp and
+    /// payload); where this hub has published none, both must stand at the same offset. A
+    /// hub still reading a log that was replaced does not take clients over this way.
     fn can_hand_over_to(&self, other: &Hub) -> bool {
         if std::ptr::eq(self, other) || !other.is_live() {
             return false;
         }
-        let mine = self.positions();
+        let (my_positions, my_recent) = {
+            let mine = self.state.lock().expect("hub lock");
+            (mine.positions.clone(), mine.recent.clone())
+        };
         let theirs = other.state.lock().expect("hub lock");
         let mut ahead_somewhere = false;
-        for ((me, now), from) in mine
+        for ((me, now), from) in my_positions
+            .as_slice()
             .iter()
             .zip(theirs.positions.as_slice())
             .zip(theirs.recent_from.as_slice())
         {
             if me.next_offset > now.next_offset || me.next_offset < from.next_offset {
+                return false;
+            }
+            let last_mine = my_recent
+                .iter()
+                .rev()
+                .find(|event| event.in_partition(&me.topic, me.partition));
+            let same_log = match last_mine {
+                Some(mine) if mine.message.offset() >= from.next_offset => {
+                    theirs.recent.iter().any(|event| event.same_message(mine))
+                }
+                // The other hub's recent events start right after this hub's last one.
+                Some(_) => true,
+                None => me.next_offset == now.next_offset,
+            };
+            if !same_log {
                 return false;
             }
             ahead_somewhere |= now.next_offset > me.next_offset;
@@ -250,20 +306,28 @@ impl Hub {
         Some((subscription, state.positions.as_slice().to_vec()))
     }
 
-    /// Subscribes a client at `positions` when the hub's recent events reach back to it on
-    /// every partition: the client replays them (skipping what it has) and goes on live.
-    /// With `at_most_hub`, only a client that is nowhere ahead of the hub joins.
-    pub(crate) fn join_at(&self, positions: &[PartitionPosition], at_most_hub: bool) -> Join {
+    /// Subscribes a client at `positions` (sorted by topic and partition) when the hub's
+    /// recent events reach back to it on every partition: the client replays them (skipping
+    /// what it has) and goes on live.
+    ///
+    /// `log_end` holds each partition's log end when the client's start was looked up: a
+    /// hub past it reads a log that is gone (the topic was recreated) and is not joined.
+    pub(crate) fn join_at(&self, positions: &[PartitionPosition], log_end: Option<&[i64]>) -> Join {
         let state = self.state.lock().expect("hub lock");
         if !state.open {
             return Join::NoHub;
         }
-        let mut ahead = HashSet::new();
         let hub = state.positions.as_slice();
-        for ((client, from), now) in positions.iter().zip(state.recent_from.as_slice()).zip(hub) {
-            if client.next_offset < from.next_offset
-                || (at_most_hub && client.next_offset > now.next_offset)
-            {
+        if log_end.is_some_and(|ends| {
+            hub.iter()
+                .zip(ends)
+                .any(|(now, &end)| now.next_offset > end)
+        }) {
+            return Join::Behind;
+        }
+        let mut ahead = HashSet::new();
+        for (client, from) in positions.iter().zip(state.recent_from.as_slice()) {
+            if client.next_offset < from.next_offset {
                 return Join::Behind;
             }
             if client.next_offset > from.next_offset {
@@ -286,6 +350,26 @@ impl Hub {
     fn publish(&self, message: Message) {
         let data = deserialize_or_skip(&*self.settings.deserializer, &message);
         let mut state = self.state.lock().expect("hub lock");
+        let position = state
+            .positions
+            .next_offset(message.topic(), message.partition());
+        if message.offset() < position && position != i64::MAX {
+            // A consumer reads each partition forward; going back means the log it read is
+            // gone and librdkafka started over in the new one.
+            telemetry::log_replaced(
+                &self.label,
+                message.topic(),
+                message.partition(),
+                position,
+                message.offset(),
+            );
+            state.replaced(message.topic(), message.partition(), message.offset());
+            let _ = self.sender.send(HubItem::Replaced {
+                topic: message.topic_arc().clone(),
+                partition: message.partition(),
+                offset: message.offset(),
+            });
+        }
         let advanced = state.positions.advance(
             message.topic(),
             message.partition(),
@@ -315,6 +399,14 @@ impl Hub {
 }
 
 impl HubState {
+    /// Moves a partition to the start of the log that replaced it. The recent events are
+    /// forgotten: they belong to the old log.
+    fn replaced(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.positions.reset(topic, partition, offset);
+        self.recent.clear();
+        self.recent_from = self.positions.clone();
+    }
+
     /// Keeps `event` among the recent ones, forgetting the oldest beyond the capacity.
     fn remember(&mut self, event: Arc<SharedEvent>) {
         self.recent.push_back(event);
@@ -364,7 +456,8 @@ fn superseded(registry: &Registry, hub: &Hub) -> bool {
 /// hub has no client left or the consumer fails for good.
 pub(crate) async fn run(registry: Arc<Registry>, hub: Arc<Hub>, source: MessageSource) {
     let mut source = source.fuse();
-    let mut idle_check = tokio::time::interval(IDLE_CHECK);
+    let mut idle_check =
+        tokio::time::interval_at(tokio::time::Instant::now() + IDLE_CHECK, IDLE_CHECK);
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::new();
     let mut read_since_check = false;

@@ -73,6 +73,21 @@ impl Positions {
             .map_or(i64::MAX, |index| self.sorted[index].next_offset)
     }
 
+    /// Moves a partition back to `offset`, the start of a log that replaced the one the
+    /// position was in; false for a partition outside the assignment.
+    pub(crate) fn reset(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        let found = self
+            .sorted
+            .binary_search_by(|p| (&*p.topic, p.partition).cmp(&(topic, partition)));
+        let Ok(index) = found else {
+            return false;
+        };
+        let position = &mut self.sorted[index];
+        position.next_offset = offset;
+        position.last_timestamp = None;
+        true
+    }
+
     /// Records a delivered (or skipped) message; returns false for a message that is not
     /// after the current position (a duplicate or a partition outside the assignment).
     pub(crate) fn advance(

@@ -134,6 +134,11 @@ impl StreamRequest {
         self
     }
 
+    /// The output format asked for.
+    pub fn output_format(&self) -> Format {
+        self.format
+    }
+
     /// The topics this request may read.
     pub fn topics(&self) -> &[String] {
         &self.topics

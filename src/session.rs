@@ -20,7 +20,7 @@ use crate::feed::{Feed, Incoming};
 use crate::hub::SharedEvent;
 use crate::position::Positions;
 use crate::settings::Settings;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{self, Telemetry};
 use crate::{Deserializer, Error, Filter, Format, Message, PartitionPosition};
 
 /// A stream ends at a random point in the last tenth of the maximum connection duration.
@@ -59,6 +59,10 @@ pub(crate) struct Session {
     /// Whether messages were consumed (filtered out or undeserializable) since the last id
     /// the client received.
     progress_unsent: bool,
+    /// A frame to send before anything else: the event that came with a log replacement,
+    /// after the id-only frame announcing it.
+    pending: Option<Bytes>,
+    label: Arc<str>,
     telemetry: Telemetry,
 }
 
@@ -101,7 +105,9 @@ impl Session {
             shutdown,
             state: State::Opening,
             progress_unsent: false,
-            telemetry: Telemetry::new(label),
+            pending: None,
+            telemetry: Telemetry::new(label.clone()),
+            label,
         }
     }
 
@@ -126,7 +132,10 @@ impl Session {
                         break frame;
                     }
                 }
-                State::Streaming => break self.next_streaming_frame().await?,
+                State::Streaming => match self.pending.take() {
+                    Some(frame) => break frame,
+                    None => break self.next_streaming_frame().await?,
+                },
                 State::Ended => return None,
             }
         };
@@ -192,12 +201,27 @@ impl Session {
     fn handle(&mut self, incoming: Incoming) -> Option<Bytes> {
         match incoming {
             Incoming::Message(message) => {
+                let replaced = self.replaced_under_own_consumer(&message);
                 let data = deserialize_or_skip(&*self.deserializer, &message);
                 let frame = self.deliver(&message, data.as_ref(), None);
                 if frame.is_some() {
                     self.telemetry.sample_lag(message.timestamp());
                 }
-                frame
+                match replaced {
+                    Some(announcement) => {
+                        self.pending = frame;
+                        Some(announcement)
+                    }
+                    None => frame,
+                }
+            }
+            Incoming::Replaced {
+                topic,
+                partition,
+                offset,
+            } => {
+                self.positions.reset(&topic, partition, offset);
+                self.encoder.position(&self.positions)
             }
             Incoming::Shared { event, in_step } => {
                 let shared = in_step.then_some(&*event);
@@ -210,6 +234,22 @@ impl Session {
             }
             Incoming::Ended => self.end_cleanly(),
         }
+    }
+
+    /// When a message from the client's own consumer is below the client's position, the
+    /// partition's log was replaced (a consumer reads forward, and goes back only when
+    /// librdkafka starts over in a new log): the position moves to the new log, the reset
+    /// is logged and counted, and the id-only frame announcing it is returned (SSE only; an
+    /// NDJSON client sees the new coordinates in the events).
+    fn replaced_under_own_consumer(&mut self, message: &Message) -> Option<Bytes> {
+        let (topic, partition) = (message.topic(), message.partition());
+        let position = self.positions.next_offset(topic, partition);
+        if message.offset() >= position || position == i64::MAX {
+            return None;
+        }
+        telemetry::log_replaced(&self.label, topic, partition, position, message.offset());
+        self.positions.reset(topic, partition, message.offset());
+        self.encoder.position(&self.positions)
     }
 
     /// The frame for one message, or `None` when it is skipped: a duplicate, data the

@@ -15,7 +15,8 @@ use crate::consumer::{self, MessageSource};
 use crate::fanout::FanOut;
 use crate::lookup::Lookup;
 use crate::settings::Settings;
-use crate::{start, AssignmentEntry, Error, PartitionPosition};
+use crate::start::{self, ResolvedStart};
+use crate::{AssignmentEntry, Error, PartitionPosition};
 
 /// The Kafka side of a service, shared by all its streams.
 pub(crate) struct Sources {
@@ -83,19 +84,24 @@ impl Sources {
         .await
     }
 
-    /// Resolves `requested` to concrete start positions, reporting the starts moved into
-    /// their partition's log.
+    /// Resolves `requested` to concrete start positions, sorted by topic and partition,
+    /// reporting the starts moved into their partition's log. Each comes with its
+    /// partition's log end.
     pub(crate) async fn resolve(
         self: &Arc<Self>,
         requested: Vec<RequestedPartition>,
         label: Arc<str>,
-    ) -> Result<Vec<PartitionPosition>, Error> {
+    ) -> Result<Vec<ResolvedStart>, Error> {
         let lookup = self.lookup.clone();
         blocking(move || {
             let offsets = lookup.log_offsets(&requested)?;
-            let resolved = start::resolve(&requested, &offsets)?;
+            let mut resolved = start::resolve(&requested, &offsets)?;
             start::report_resets(&label, &resolved);
-            Ok(resolved.into_iter().map(|start| start.position).collect())
+            resolved.sort_by(|a, b| {
+                (&a.position.topic, a.position.partition)
+                    .cmp(&(&b.position.topic, b.position.partition))
+            });
+            Ok(resolved)
         })
         .await
     }

@@ -23,6 +23,8 @@ pub(crate) struct LogOffsets {
 pub(crate) struct ResolvedStart {
     pub(crate) position: PartitionPosition,
     pub(crate) reset: Option<Reset>,
+    /// The partition's log end when it was looked up.
+    pub(crate) log_end: i64,
 }
 
 /// Why a requested offset is not where its stream starts. Either way the stream starts at
@@ -101,7 +103,11 @@ pub(crate) fn resolve(
                     (position.next_offset, reset) = Reset::place(requested, start, end);
                 }
             }
-            Ok(ResolvedStart { position, reset })
+            Ok(ResolvedStart {
+                position,
+                reset,
+                log_end: end,
+            })
         })
         .collect()
 }

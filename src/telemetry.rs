@@ -88,6 +88,29 @@ pub(crate) fn moved(label: &str, how: &'static str) {
         .increment(1);
 }
 
+/// Logs and counts that a running stream (or a shared stream, once for all its clients)
+/// found a partition's log replaced: its reader went back to `offset`, below `position`,
+/// which only happens when the log the position was in is gone (the topic was deleted and
+/// created again, or the log truncated).
+pub(crate) fn log_replaced(label: &str, topic: &str, partition: i32, position: i64, offset: i64) {
+    tracing::warn!(
+        stream = label,
+        topic,
+        partition,
+        position,
+        start = offset,
+        reason = "log_replaced",
+        "the partition's log was replaced under a running stream; delivering the new log from its start"
+    );
+    metrics::counter!(
+        "kafka_sse_offset_resets_total",
+        "stream" => label.to_owned(),
+        "to" => "log_start",
+        "reason" => "log_replaced"
+    )
+    .increment(1);
+}
+
 /// Records in `lag` how long ago a message with this Kafka timestamp was produced.
 pub(crate) fn record_lag(lag: &metrics::Histogram, timestamp: Option<i64>) {
     if let Some(timestamp) = timestamp {

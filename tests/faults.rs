@@ -2,7 +2,6 @@
 //! under a steady flow, stopped with SIGTERM, clients that stop reading, connection limits,
 //! and thousands of clients coming and going.
 
-mod service_support;
 mod support;
 
 use std::collections::BTreeMap;
@@ -13,7 +12,7 @@ use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
-use service_support::{client, restartable_axum, Launch, Running, Sse};
+use support::service::{client, restartable_axum, Launch, Running, Sse};
 use support::{create_topic, produce, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -210,21 +209,48 @@ async fn a_client_that_stops_reading_is_closed_and_others_are_unaffected() {
 }
 
 #[tokio::test]
-async fn the_global_connection_limit_answers_503_with_retry_after() {
+async fn the_global_connection_limit_answers_503_with_retry_after_or_an_sse_retry() {
     let topic = create_topic(1).await;
     let running = serving(&topic).args(["--max-connections", "2"]).start();
     let first = running.open("/v2/stream/t").await;
     let _second = running.open("/v2/stream/t").await;
-    let refused = running.get("/v2/stream/t").await;
+    let ndjson = [("accept", "application/x-ndjson")];
+    let refused = running.get_with("/v2/stream/t", &ndjson).await;
     assert_eq!(refused.status(), 503);
-    assert_eq!(refused.headers()["retry-after"], "5");
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=5).contains(&retry_after), "{retry_after}");
     assert_eq!(
         refused.headers()["content-type"],
         "application/problem+json"
     );
+
+    // An EventSource would give up for good on a 503: it gets a 200 that tells it when to
+    // come back, and ends.
+    let sse = running.get("/v2/stream/t").await;
+    assert_eq!(sse.status(), 200);
+    assert_eq!(
+        sse.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let body = tokio::time::timeout(WAIT, sse.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(body.starts_with(":server-full: "), "{body}");
+    let retry: u64 = body
+        .lines()
+        .find_map(|line| line.strip_prefix("retry: "))
+        .and_then(|millis| millis.parse().ok())
+        .unwrap_or_else(|| panic!("a retry field in {body:?}"));
+    assert!((1000..=5000).contains(&retry), "{retry}");
+
     drop(first);
     let deadline = Instant::now() + WAIT;
-    while running.get("/v2/stream/t").await.status() != 200 {
+    while running.get_with("/v2/stream/t", &ndjson).await.status() != 200 {
         assert!(
             Instant::now() < deadline,
             "a slot comes free when a client leaves"

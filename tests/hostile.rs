@@ -25,7 +25,6 @@
 //! service's address. A case that names `{secret}` runs a second time with a topic that
 //! exists nowhere in its place, and both answers must be the same.
 
-mod service_support;
 mod support;
 
 use std::fmt::Write as _;
@@ -35,7 +34,7 @@ use kafka_sse::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplic
 use kafka_sse::rdkafka::client::DefaultClientContext;
 use kafka_sse::rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
-use service_support::Launch;
+use support::service::Launch;
 use support::{client_config, create_topic, produce, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -3,7 +3,6 @@
 //! in headless Chromium. `scripts/install-test-clients.sh` installs them (scripts/test.sh
 //! runs it first).
 
-mod service_support;
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -13,7 +12,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 use serde_json::Value;
-use service_support::{restartable_axum, Launch, Running};
+use support::service::{restartable_axum, Launch, Running};
 use support::{create_topic, id_json, produce, WAIT};
 
 fn clients_dir() -> PathBuf {

@@ -2,13 +2,12 @@
 //! process on a free loopback port, against the real broker (or its embedded demo cluster),
 //! and talks to it over HTTP.
 
-mod service_support;
 mod support;
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use service_support::{client, Launch, Problem};
+use support::service::{client, Launch, Problem};
 use support::{create_topic, id_json, produce, WAIT};
 
 /// Produces each event, as JSON, to partition 0 of `topic`, in order.

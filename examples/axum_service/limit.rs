@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, Response, StatusCode};
-use kafka_sse::{Problem, ResponseBody};
+use kafka_sse::{Format, Problem, ResponseBody};
 
 /// How long a refused client is told to wait, in seconds.
 const RETRY_AFTER_SECONDS: u64 = 5;
@@ -105,8 +105,9 @@ impl Refused {
         }
     }
 
-    /// The problem response, with `Retry-After`.
-    pub fn to_http_response(self) -> Response<ResponseBody> {
+    /// The refusal for a client reading `format`: a 429 with `Retry-After` for the
+    /// address limit, and for the service limit the library's form for a passing cause.
+    pub fn to_http_response_for(self, format: Format) -> Response<ResponseBody> {
         let problem = match self {
             Refused::PerIp { max } => Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -125,10 +126,12 @@ impl Refused {
                 ),
             ),
         };
-        let mut response = problem.to_http_response();
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        let mut response = problem.to_http_response_for(format);
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
         response
     }
 }

@@ -104,8 +104,10 @@ impl Service {
     }
 
     /// Answers `GET /v2/stream/{names}` from `peer`: the event stream, or a problem
-    /// response (404 unknown stream, 400 bad request, 429 too many streams, 501 timestamp
-    /// look-ups on the demo cluster, 503 Kafka unavailable).
+    /// response (404 unknown stream, 400 bad request, 429 too many streams from one address,
+    /// 501 timestamp look-ups on the demo cluster). A cause that passes (Kafka unavailable,
+    /// no consumer to spare, the service full or shutting down) is a 503 with
+    /// `Retry-After`, or for an SSE client a 200 with `retry:` and an immediate end.
     pub async fn open_stream(
         &self,
         names: &str,
@@ -116,9 +118,12 @@ impl Service {
             Ok(request) => request,
             Err(problem) => return problem.to_http_response(),
         };
+        // A refusal for a passing cause reaches an EventSource as a 200 with `retry:`, so it
+        // comes back by itself; see `Error::to_http_response_for`.
+        let format = request.output_format();
         let slot = match self.limits.acquire(peer) {
             Ok(slot) => slot,
-            Err(refused) => return refused.to_http_response(),
+            Err(refused) => return refused.to_http_response_for(format),
         };
         match self.sse.stream(request).await {
             Ok(stream) => {
@@ -128,7 +133,7 @@ impl Service {
             Err(kafka_sse::Error::TimestampLookupUnsupported) if self.demo => {
                 demo_has_no_time_index()
             }
-            Err(error) => error.to_http_response(),
+            Err(error) => error.to_http_response_for(format),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: the real broker, fresh topics, fixtures, and
-//! reading a stream with a real SSE parser.
+//! reading a stream with a real SSE parser; [`service`] runs the example services.
 #![allow(dead_code)]
+
+pub mod service;
 
 use std::convert::Infallible;
 use std::sync::OnceLock;

@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::support::{brokers, WAIT};
+use super::{brokers, WAIT};
 
 /// The two example services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +146,10 @@ impl Launch {
             .arg(&self.listen)
             .args(&self.args)
             .env_remove("KAFKA_BROKERS")
-            .env("RUST_LOG", "info,axum_service=debug,hyper_service=debug")
+            .env(
+                "RUST_LOG",
+                "info,axum_service=debug,hyper_service=debug,kafka_sse=debug",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(log).expect("a log file for the service"));
