@@ -14,7 +14,8 @@
 # bootstrap. A DIR that already has server.properties keeps its ports and data.
 # Environment: KAFKA_VERSION (default: kafka.version in scripts/kafka/pom.xml),
 # KAFKA_SSE_CACHE, KAFKA_HEAP_OPTS (default "-Xms256m -Xmx512m"),
-# KAFKA_START_TIMEOUT (seconds, default 90).
+# KAFKA_START_TIMEOUT (seconds, default 90); for the tests of this script only,
+# KAFKA_SSE_TEST_EXEC_DELAY (seconds the launched process waits before it becomes java).
 set -euo pipefail
 
 SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -60,12 +61,29 @@ prop() {
   sed -n "s/^$1=//p" "$2"
 }
 
+# Prints the start time of process $1 (field 22 of /proc/PID/stat, clock ticks since
+# boot), which is fixed when the process is forked and kept across exec; fails when the
+# process is gone or a zombie.
+start_time() {
+  local stat fields
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  read -r -a fields <<<"${stat##*) }"
+  [[ "${fields[0]}" != [ZX] ]] || return 1
+  echo "${fields[19]}"
+}
+
 # Prints the PID in DIR/broker.pid if that process is this DIR's live broker.
+#
+# broker.pid holds the PID and start time of the process forked to become the broker, both
+# known at the fork: a child that has not exec'd java yet is already the broker, and a
+# recycled PID, whose start time differs, is not. (Reading /proc/PID/cmdline right after
+# the fork raced the exec and took a starting broker for a dead one.)
 running_pid() {
-  local dir="$1" pid
-  pid="$(cat "$dir/broker.pid" 2>/dev/null)" || return 1
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $dir/server.properties" || return 1
+  local dir="$1" pid started
+  [[ -f "$dir/broker.pid" ]] || return 1
+  read -r pid started <"$dir/broker.pid" || return 1
+  [[ "$pid" =~ ^[0-9]+$ && -n "$started" ]] || return 1
+  [[ "$(start_time "$pid")" == "$started" ]] || return 1
   echo "$pid"
 }
 
@@ -151,7 +169,7 @@ fail_start() {
 }
 
 start() {
-  local dir="$1" pid port log_size deadline
+  local dir="$1" pid started port log_size deadline
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   if pid="$(running_pid "$dir")"; then
@@ -167,11 +185,14 @@ start() {
 
   log_size="$(stat -c %s "$dir/server.log" 2>/dev/null || echo 0)"
   # shellcheck disable=SC2046
-  setsid java $(java_opts "$dir") -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
-    </dev/null >>"$dir/broker.out" 2>&1 &
+  (
+    [[ -z "${KAFKA_SSE_TEST_EXEC_DELAY:-}" ]] || sleep "$KAFKA_SSE_TEST_EXEC_DELAY"
+    exec setsid java $(java_opts "$dir") -cp "$LIBS/*" kafka.Kafka "$dir/server.properties"
+  ) </dev/null >>"$dir/broker.out" 2>&1 &
   pid=$!
   disown "$pid"
-  echo "$pid" >"$dir/broker.pid"
+  started="$(start_time "$pid")" || fail_start "$dir" "" "broker exited during startup"
+  echo "$pid $started" >"$dir/broker.pid"
   echo "127.0.0.1:$port" >"$dir/bootstrap"
 
   deadline=$((SECONDS + START_TIMEOUT))
