@@ -1,13 +1,18 @@
 //! The test bed itself: `scripts/kafka-broker.sh` starts a broker that is slow to become
-//! java and never takes another process for its broker.
+//! java and never takes another process for its broker; the broker `scripts/with-kafka.sh`
+//! started has secured listeners that accept the test credentials and refuse others.
 //!
 //! Run with `scripts/with-kafka.sh cargo test --test broker_script` (the first test starts
 //! a second broker of its own, from the jars the first one was started from).
+
+mod support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use support::{broker_dir, mtls_config, rogue_mtls_config, sasl_ssl_config, tls_file};
 
 /// How long a script may run before the test kills it and fails.
 const SCRIPT_WAIT: Duration = Duration::from_secs(120);
@@ -114,7 +119,7 @@ fn bystander() -> Child {
 #[test]
 fn start_waits_for_a_broker_that_is_slow_to_become_java() {
     // The jars are those scripts/with-kafka.sh fetched; nothing is downloaded here.
-    std::env::var("KAFKA_SSE_BROKER_DIR").expect("run with scripts/with-kafka.sh");
+    broker_dir();
     let dir = BrokerDir::new();
     let started = run(
         "kafka-broker.sh",
@@ -170,4 +175,47 @@ fn stop_leaves_a_process_with_a_recycled_pid_alone() {
         other.try_wait().unwrap().is_some(),
         "the process broker.pid truly names is stopped (and the zombie it leaves counts as gone)"
     );
+}
+
+#[test]
+fn secured_listeners_accept_the_test_credentials_and_refuse_others() {
+    let checked = run("kafka-secured.sh", &["check", &broker_dir()], &[]);
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        checked.stdout,
+        checked.stderr
+    );
+    assert_eq!(
+        checked.stdout.matches("ok: ").count(),
+        5,
+        "{}",
+        checked.stdout
+    );
+}
+
+#[test]
+fn secured_client_configs_name_the_test_bed_files() {
+    for file in [
+        "ca.pem",
+        "client.pem",
+        "client.key",
+        "rogue-client.pem",
+        "rogue-client.key",
+    ] {
+        assert!(Path::new(&tls_file(file)).is_file(), "{file}");
+    }
+    let sasl = sasl_ssl_config();
+    assert_eq!(sasl.get("security.protocol"), Some("SASL_SSL"));
+    assert_eq!(sasl.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+    for (config, certificate) in [
+        (mtls_config(), "client.pem"),
+        (rogue_mtls_config(), "rogue-client.pem"),
+    ] {
+        assert_eq!(config.get("security.protocol"), Some("SSL"));
+        assert_eq!(
+            config.get("ssl.certificate.location"),
+            Some(tls_file(certificate).as_str())
+        );
+    }
 }
