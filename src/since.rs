@@ -106,13 +106,17 @@ fn parse_time(value: &str) -> Result<i64, Error> {
     Err(beyond_the_years(value).unwrap_or_else(|| Error::invalid_since(EXPECTED)))
 }
 
+/// The RFC 2822 parser: the weekday, when given, must be the date's.
+static RFC2822: DateTimeParser = DateTimeParser::new();
+
+/// The RFC 2822 parser that takes any weekday, to tell a wrong weekday from a bad date.
+static RFC2822_ANY_WEEKDAY: DateTimeParser = DateTimeParser::new().relaxed_weekday(true);
+
 /// Parses an RFC 2822 date-time (HTTP dates are a subset); `None` when `value` is not one.
 fn rfc2822(value: &str) -> Option<Result<i64, Error>> {
-    static STRICT: DateTimeParser = DateTimeParser::new();
-    static ANY_WEEKDAY: DateTimeParser = DateTimeParser::new().relaxed_weekday(true);
-    let parsed = match STRICT.parse_timestamp(value) {
+    let parsed = match RFC2822.parse_timestamp(value) {
         Ok(timestamp) => Ok(timestamp.as_millisecond()),
-        Err(_) if ANY_WEEKDAY.parse_timestamp(value).is_ok() => {
+        Err(_) if RFC2822_ANY_WEEKDAY.parse_timestamp(value).is_ok() => {
             Err(Error::invalid_since(WRONG_WEEKDAY))
         }
         Err(_) => return rfc2822_beyond_the_years(value),
@@ -141,15 +145,14 @@ fn has_unknown_zone(value: &str) -> bool {
 }
 
 /// The refusal of a well-formed RFC 2822 date-time in the year 9999 after jiff's latest
-/// timestamp (`Fri, 31 Dec 9999 23:00:00 GMT`); RFC 2822 years have at most four digits.
+/// timestamp (`Fri, 31 Dec 9999 23:00:00 GMT`), the only year past it that the RFC 2822
+/// parser reads (four digits at most).
+///
+/// Well-formed means it parses once the year is 2000, whatever its weekday.
 fn rfc2822_beyond_the_years(value: &str) -> Option<Result<i64, Error>> {
     let in_range = value.replacen(" 9999 ", " 2000 ", 1);
-    (in_range != value
-        && DateTimeParser::new()
-            .relaxed_weekday(true)
-            .parse_timestamp(&in_range)
-            .is_ok())
-    .then(|| Err(beyond(false)))
+    (in_range != value && RFC2822_ANY_WEEKDAY.parse_timestamp(&in_range).is_ok())
+        .then(|| Err(beyond(false)))
 }
 
 /// The refusal of a time outside the range, before it or after it.
