@@ -5,20 +5,28 @@
 #
 # Usage:
 #   scripts/kafka-broker.sh start DIR    start (or reuse) the broker whose files live in DIR;
-#                                        prints the bootstrap address 127.0.0.1:PORT
+#                                        prints the plaintext bootstrap address 127.0.0.1:PORT
 #   scripts/kafka-broker.sh stop DIR     stop it (no-op when it is not running)
-#   scripts/kafka-broker.sh restart DIR  stop, then start again on the same port and data
-#   scripts/kafka-broker.sh fetch        only resolve the Kafka jars into the cache
+#   scripts/kafka-broker.sh restart DIR  stop, then start again on the same ports and data
+#   scripts/kafka-broker.sh fetch        only resolve the Kafka jars into the cache; prints
+#                                        the directory that holds them
 #
-# DIR holds server.properties, data/, server.log, broker.out, broker.pid and
-# bootstrap. A DIR that already has server.properties keeps its ports and data.
+# The broker listens on three loopback ports: PLAINTEXT, SASL_SSL with SCRAM-SHA-512, and
+# SSL requiring a client certificate; scripts/kafka-secured.sh makes the certificates and
+# the SCRAM user, and writes what clients of the secured listeners need to DIR/secured.env.
+#
+# DIR holds server.properties, data/, tls/, secured.env, server.log, broker.out, broker.pid
+# and bootstrap. A DIR that already has server.properties keeps its ports, data,
+# certificates and credentials.
 # Environment: KAFKA_VERSION (default: kafka.version in scripts/kafka/pom.xml),
 # KAFKA_SSE_CACHE, KAFKA_HEAP_OPTS (default "-Xms256m -Xmx512m"),
-# KAFKA_START_TIMEOUT (seconds, default 90).
+# KAFKA_START_TIMEOUT (seconds, default 90); for the tests of this script only,
+# KAFKA_SSE_TEST_EXEC_DELAY (seconds the launched process waits before it becomes java).
 set -euo pipefail
 
 SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 POM="$SCRIPTS/kafka/pom.xml"
+SECURED="$SCRIPTS/kafka-secured.sh"
 LOG4J_CONFIG="$SCRIPTS/kafka/log4j2.properties"
 KAFKA_VERSION="${KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")}"
 LIBS="${KAFKA_SSE_CACHE:-$HOME/.cache/kafka-sse}/kafka-$KAFKA_VERSION/libs"
@@ -52,20 +60,41 @@ fetch() {
   rm -rf "$LIBS.old.$$"
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# Prints $1 distinct free loopback ports, one a line.
+free_ports() {
+  python3 -c 'import socket, sys
+sockets = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in sockets: s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in sockets))' "$1"
 }
 
 prop() {
   sed -n "s/^$1=//p" "$2"
 }
 
+# Prints the start time of process $1 (field 22 of /proc/PID/stat, clock ticks since
+# boot), which is fixed when the process is forked and kept across exec; fails when the
+# process is gone or a zombie.
+start_time() {
+  local stat fields
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  read -r -a fields <<<"${stat##*) }"
+  [[ "${fields[0]}" != [ZX] ]] || return 1
+  echo "${fields[19]}"
+}
+
 # Prints the PID in DIR/broker.pid if that process is this DIR's live broker.
+#
+# broker.pid holds the PID and start time of the process forked to become the broker, both
+# known at the fork: a child that has not exec'd java yet is already the broker, and a
+# recycled PID, whose start time differs, is not. (Reading /proc/PID/cmdline right after
+# the fork raced the exec and took a starting broker for a dead one.)
 running_pid() {
-  local dir="$1" pid
-  pid="$(cat "$dir/broker.pid" 2>/dev/null)" || return 1
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $dir/server.properties" || return 1
+  local dir="$1" pid started
+  [[ -f "$dir/broker.pid" ]] || return 1
+  read -r pid started <"$dir/broker.pid" || return 1
+  [[ "$pid" =~ ^[0-9]+$ && -n "$started" ]] || return 1
+  [[ "$(start_time "$pid")" == "$started" ]] || return 1
   echo "$pid"
 }
 
@@ -79,18 +108,17 @@ port_open() {
 }
 
 write_config() {
-  local dir="$1" port controller_port
-  port="$(free_port)"
-  controller_port="$(free_port)"
-  while [[ "$controller_port" == "$port" ]]; do controller_port="$(free_port)"; done
-  cat >"$dir/server.properties" <<EOF
+  local dir="$1" port sasl_ssl_port mtls_port controller_port
+  { read -r port && read -r sasl_ssl_port && read -r mtls_port && read -r controller_port; } \
+    < <(free_ports 4)
+  cat >"$dir/server.properties.new" <<EOF
 # Single-node KRaft test broker written by scripts/kafka-broker.sh.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_ssl_port,MTLS://127.0.0.1:$mtls_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_ssl_port,MTLS://127.0.0.1:$mtls_port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
@@ -109,6 +137,8 @@ log.initial.task.delay.ms=0
 log.retention.check.interval.ms=1000
 log.segment.delete.delay.ms=0
 EOF
+  "$SECURED" make "$dir" "$sasl_ssl_port" "$mtls_port" >>"$dir/server.properties.new"
+  mv "$dir/server.properties.new" "$dir/server.properties"
 }
 
 java_opts() {
@@ -131,7 +161,8 @@ format_storage() {
   [[ -f "$dir/data/meta.properties" ]] && return 0
   # shellcheck disable=SC2046
   if ! java $(java_opts "$dir") -cp "$LIBS/*" kafka.tools.StorageTool format \
-      --config "$dir/server.properties" --cluster-id "$(new_cluster_id)" >"$dir/format.out" 2>&1; then
+      --config "$dir/server.properties" --cluster-id "$(new_cluster_id)" \
+      --add-scram "$("$SECURED" scram "$dir")" >"$dir/format.out" 2>&1; then
     cat "$dir/format.out" >&2
     die "formatting $dir/data failed"
   fi
@@ -151,7 +182,7 @@ fail_start() {
 }
 
 start() {
-  local dir="$1" pid port log_size deadline
+  local dir="$1" pid started port log_size deadline
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   if pid="$(running_pid "$dir")"; then
@@ -167,11 +198,14 @@ start() {
 
   log_size="$(stat -c %s "$dir/server.log" 2>/dev/null || echo 0)"
   # shellcheck disable=SC2046
-  setsid java $(java_opts "$dir") -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
-    </dev/null >>"$dir/broker.out" 2>&1 &
+  (
+    [[ -z "${KAFKA_SSE_TEST_EXEC_DELAY:-}" ]] || sleep "$KAFKA_SSE_TEST_EXEC_DELAY"
+    exec setsid java $(java_opts "$dir") -cp "$LIBS/*" kafka.Kafka "$dir/server.properties"
+  ) </dev/null >>"$dir/broker.out" 2>&1 &
   pid=$!
   disown "$pid"
-  echo "$pid" >"$dir/broker.pid"
+  started="$(start_time "$pid")" || fail_start "$dir" "" "broker exited during startup"
+  echo "$pid $started" >"$dir/broker.pid"
   echo "127.0.0.1:$port" >"$dir/bootstrap"
 
   deadline=$((SECONDS + START_TIMEOUT))
@@ -207,6 +241,7 @@ case "${1:-}" in
     ;;
   fetch)
     fetch
+    echo "$LIBS"
     exit 0
     ;;
   *)

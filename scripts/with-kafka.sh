@@ -6,8 +6,16 @@
 #   scripts/with-kafka.sh CMD [ARGS...]
 #   e.g. scripts/with-kafka.sh cargo test --test kafka
 #
-# CMD sees KAFKA_BROKERS=127.0.0.1:PORT and KAFKA_SSE_BROKER_DIR=<broker dir>;
-# a test can restart the broker, keeping port and data, with
+# CMD sees, besides KAFKA_SSE_BROKER_DIR=<broker dir>:
+#   KAFKA_BROKERS=127.0.0.1:PORT           the plaintext listener
+#   KAFKA_SASL_SSL_BROKERS=127.0.0.1:PORT  SASL_SSL, SCRAM-SHA-512 as the user below
+#   KAFKA_SCRAM_USER, KAFKA_SCRAM_PASSWORD
+#   KAFKA_MTLS_BROKERS=127.0.0.1:PORT      SSL, a client certificate signed by the CA required
+#   KAFKA_SSE_TLS_DIR=<dir>                ca.pem (the CA both secured listeners' certificate
+#                                          chains to), client.pem and client.key (signed by
+#                                          it), rogue-client.pem and rogue-client.key (not)
+# (made for this run by scripts/kafka-secured.sh). A test can restart the broker, keeping
+# ports, data, certificates and credentials, with
 #   scripts/kafka-broker.sh restart "$KAFKA_SSE_BROKER_DIR"
 # Exits with CMD's status; CMD never runs when the broker cannot start.
 set -euo pipefail
@@ -40,6 +48,9 @@ fi
 
 export KAFKA_BROKERS="$bootstrap"
 export KAFKA_SSE_BROKER_DIR="$dir"
+while IFS='=' read -r key value; do
+  export "$key=$value"
+done <"$dir/secured.env"
 
 status=0
 "$@" || status=$?

@@ -288,3 +288,81 @@ pub fn expected_id(mut entries: Vec<serde_json::Value>) -> serde_json::Value {
     });
     serde_json::Value::Array(entries)
 }
+
+/// The directory of the test broker, from `KAFKA_SSE_BROKER_DIR`, which
+/// `scripts/with-kafka.sh` sets.
+///
+/// # Panics
+///
+/// When it is not set: Kafka tests never skip silently.
+pub fn broker_dir() -> String {
+    test_bed_env("KAFKA_SSE_BROKER_DIR")
+}
+
+/// A value `scripts/with-kafka.sh` exports for the test broker.
+///
+/// # Panics
+///
+/// When it is not set.
+fn test_bed_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set. The integration tests need the real Kafka broker: \
+             run them with scripts/test.sh or scripts/with-kafka.sh, which start one"
+        )
+    })
+}
+
+/// The path of `name` in the test bed's TLS directory (`KAFKA_SSE_TLS_DIR`): `ca.pem`,
+/// `client.pem`, `client.key`, `rogue-client.pem`, `rogue-client.key`.
+pub fn tls_file(name: &str) -> String {
+    format!("{}/{name}", test_bed_env("KAFKA_SSE_TLS_DIR"))
+}
+
+/// A client config for the test broker's SASL_SSL listener, signing in with SCRAM-SHA-512
+/// as the test bed's user. Needs an rdkafka built with OpenSSL.
+pub fn sasl_ssl_config() -> ClientConfig {
+    sasl_ssl_config_as(
+        &test_bed_env("KAFKA_SCRAM_USER"),
+        &test_bed_env("KAFKA_SCRAM_PASSWORD"),
+    )
+}
+
+/// A client config for the SASL_SSL listener signing in as `user` with `password`, for
+/// the refusals: a wrong password, an unknown user.
+pub fn sasl_ssl_config_as(user: &str, password: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", test_bed_env("KAFKA_SASL_SSL_BROKERS"))
+        .set("security.protocol", "SASL_SSL")
+        .set("ssl.ca.location", tls_file("ca.pem"))
+        .set("sasl.mechanism", "SCRAM-SHA-512")
+        .set("sasl.username", user)
+        .set("sasl.password", password);
+    config
+}
+
+/// A client config for the test broker's mutual-TLS listener, presenting the client
+/// certificate the test CA signed. Needs an rdkafka built with OpenSSL.
+pub fn mtls_config() -> ClientConfig {
+    mtls_config_presenting("client")
+}
+
+/// A client config for the mutual-TLS listener presenting a certificate that another CA
+/// (of the same name) signed, which the broker refuses.
+pub fn rogue_mtls_config() -> ClientConfig {
+    mtls_config_presenting("rogue-client")
+}
+
+/// A client config for the mutual-TLS listener presenting `NAME.pem` and `NAME.key` from
+/// the test bed's TLS directory.
+fn mtls_config_presenting(name: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", test_bed_env("KAFKA_MTLS_BROKERS"))
+        .set("security.protocol", "SSL")
+        .set("ssl.ca.location", tls_file("ca.pem"))
+        .set("ssl.certificate.location", tls_file(&format!("{name}.pem")))
+        .set("ssl.key.location", tls_file(&format!("{name}.key")));
+    config
+}
