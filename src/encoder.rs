@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::hub::SharedEvent;
 use crate::position::Positions;
+use crate::shared_event::SharedEvent;
 use crate::{frame, Error, EventIdCodec, Format};
 
 /// Turns what a stream has to say into frames of its [`Format`]: SSE frames with ids, or

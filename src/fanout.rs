@@ -10,8 +10,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use crate::consumer::MessageSource;
-use crate::hub::{self, Hub, HubKey, Join, Registry, Subscription};
+use crate::hub::{self, Hub, HubKey, Registry};
 use crate::settings::Settings;
+use crate::shared_event::{Join, Subscription};
 use crate::PartitionPosition;
 
 /// Every hub of one [`KafkaSse`](crate::KafkaSse).
@@ -155,7 +156,8 @@ mod tests {
     use futures::channel::mpsc;
     use futures::StreamExt;
 
-    use crate::hub::{HubItem, IDLE_CHECK};
+    use crate::hub::IDLE_CHECK;
+    use crate::shared_event::HubItem;
     use crate::{Error, Message};
 
     fn fan_out() -> Arc<FanOut> {

@@ -10,8 +10,9 @@ use tokio::time::Instant;
 
 use crate::assignment::RequestedPartition;
 use crate::consumer::MessageSource;
-use crate::hub::{self, HubItem, Join, SharedEvent, Subscription};
+use crate::hub;
 use crate::position::Positions;
+use crate::shared_event::{HubItem, Join, SharedEvent, Subscription};
 use crate::sources::Sources;
 use crate::start::ResolvedStart;
 use crate::telemetry::moved;

@@ -44,7 +44,8 @@
 //! 2. one client's stream: `event_stream.rs` (the public type), `session.rs` (what to send
 //!    next, and when), `encoder.rs` (frames in the stream's format);
 //! 3. where its messages come from: `feed.rs` (its own consumer or a shared live stream, and
-//!    the moves between them), `sources.rs`, `fanout.rs` and `hub.rs`, `consumer.rs`;
+//!    the moves between them), `sources.rs`, `fanout.rs`, `hub.rs` and `shared_event.rs`,
+//!    `consumer.rs`;
 //! 4. Kafka look-ups and the start policy: `lookup.rs` (I/O), `start.rs` (pure),
 //!    `kafka_error.rs` (what librdkafka's errors mean), `health.rs`;
 //! 5. pure pieces: framing, ids, `Last-Event-ID` and `since` parsing, filters, deserializers.
@@ -169,6 +170,7 @@ mod request;
 mod response_body;
 mod session;
 mod settings;
+mod shared_event;
 mod since;
 mod sources;
 mod start;

@@ -17,9 +17,9 @@ use tokio::time::{Instant, Sleep};
 use crate::deserializer::deserialize_or_skip;
 use crate::encoder::Encoder;
 use crate::feed::{Feed, Incoming};
-use crate::hub::SharedEvent;
 use crate::position::Positions;
 use crate::settings::Settings;
+use crate::shared_event::SharedEvent;
 use crate::telemetry::{self, Telemetry};
 use crate::{Deserializer, Error, Filter, Format, Message, PartitionPosition};
 
