@@ -16,6 +16,8 @@ pub enum Start {
     /// The first message at or after this time (milliseconds since the epoch); the end of
     /// the partition if there is none.
     Timestamp(i64),
+    /// The log start: the oldest message still in the partition.
+    Earliest,
 }
 
 /// One entry of a `Last-Event-ID`: a whole topic, or one partition with its position.
@@ -77,19 +79,29 @@ pub(crate) fn topics_to_describe(
     }
 }
 
+/// What a request reads: the exact partitions, and the topics it reads whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Expanded {
+    pub(crate) partitions: Vec<RequestedPartition>,
+    /// The topics of which the request reads every partition, and so follows: partitions
+    /// added to them later join the stream.
+    pub(crate) follows: BTreeSet<Arc<str>>,
+}
+
 /// Expands a request into the exact list of partitions to assign.
 ///
 /// Without entries, every partition of every allowed topic starts at `default_start`. With
 /// entries, they define the assignment exactly: a topic entry brings all its partitions, a
 /// partition entry just that one. Naming a partition twice is an error, so no entry is ever
-/// silently dropped.
+/// silently dropped. The request follows every topic it reads whole: every allowed topic
+/// without entries, and the topics of topic entries.
 pub(crate) fn expand(
     allowed: &[String],
     entries: Option<&[AssignmentEntry]>,
     default_start: Start,
     partition_counts: &HashMap<String, i32>,
     limit: usize,
-) -> Result<Vec<RequestedPartition>, Error> {
+) -> Result<Expanded, Error> {
     let count_of = |topic: &str| {
         partition_counts
             .get(topic)
@@ -99,8 +111,10 @@ pub(crate) fn expand(
             })
     };
     let mut requested = Vec::new();
-    let push_all = |topic: &str, requested: &mut Vec<RequestedPartition>| {
+    let mut follows = BTreeSet::new();
+    let mut push_all = |topic: &str, requested: &mut Vec<RequestedPartition>| {
         let topic: Arc<str> = topic.into();
+        follows.insert(topic.clone());
         for partition in 0..count_of(&topic)? {
             requested.push(RequestedPartition {
                 topic: topic.clone(),
@@ -156,7 +170,10 @@ pub(crate) fn expand(
             )));
         }
     }
-    Ok(requested)
+    Ok(Expanded {
+        partitions: requested,
+        follows,
+    })
 }
 
 #[cfg(test)]
@@ -182,7 +199,7 @@ mod tests {
     fn without_entries_every_partition_starts_at_the_default() {
         let requested = expand(&allowed(), None, Start::Latest, &counts(), 10).unwrap();
         assert_eq!(
-            summary(&requested),
+            summary(&requested.partitions),
             [
                 ("a".into(), 0, Start::Latest),
                 ("a".into(), 1, Start::Latest),
@@ -210,7 +227,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            summary(&requested),
+            summary(&requested.partitions),
             [
                 ("a".into(), 1, Start::Offset(7)),
                 ("b".into(), 0, Start::Timestamp(5))

@@ -70,7 +70,7 @@ mod tests {
     async fn frames_ready_together_are_one_chunk_and_none_waits() {
         let (feed, source) = mpsc::unbounded::<Result<Message, Error>>();
         let session = Session::new(
-            Feed::own(source.boxed()),
+            Feed::own(source.boxed().into()),
             vec![PartitionPosition::new("t", 0, 0)],
             &Settings::default(),
             Format::Ndjson,

@@ -107,6 +107,18 @@ impl KafkaSseBuilder {
         self
     }
 
+    /// How often the service asks Kafka whether the topics its streams follow gained
+    /// partitions. Defaults to 10 seconds.
+    ///
+    /// A stream that reads every partition of a topic follows it: a partition added to the
+    /// topic joins the stream within this interval, read from its log start, and the next id
+    /// names it. One metadata request per followed topic and interval, however many streams
+    /// follow it.
+    pub fn partition_check_interval(mut self, interval: Duration) -> Self {
+        self.settings.partition_check = interval.max(Duration::from_millis(100));
+        self
+    }
+
     /// The most message data, in KiB, a stream's consumer prefetches
     /// (librdkafka's `queued.max.messages.kbytes`, whose own default is 64 MiB). Defaults to
     /// 1024 KiB. A `queued.max.messages.kbytes` in the client configuration wins.

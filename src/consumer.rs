@@ -1,8 +1,10 @@
 //! The per-stream Kafka consumer, seen by the stream as a source of messages.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::OwnedSemaphorePermit;
@@ -11,10 +13,67 @@ use crate::health::Health;
 use crate::kafka_error::consumer_recovers;
 use crate::{Error, Message, PartitionPosition};
 
-/// Messages in per-partition order, or the error that ends the stream.
+/// Messages in per-partition order, or the error that ends the stream; from a Kafka consumer,
+/// which can also take more partitions, or from any stream of messages (in tests).
 ///
 /// A stream reads one of these directly (its own consumer) or through a shared hub.
-pub(crate) type MessageSource = BoxStream<'static, Result<Message, Error>>;
+pub(crate) struct MessageSource {
+    messages: BoxStream<'static, Result<Message, Error>>,
+    consumer: Option<Arc<ReleasedOnDrop>>,
+}
+
+impl MessageSource {
+    /// What adds partitions to the source's consumer, when it has one.
+    pub(crate) fn partition_adder(&self) -> Option<PartitionAdder> {
+        self.consumer.clone().map(PartitionAdder)
+    }
+}
+
+impl From<BoxStream<'static, Result<Message, Error>>> for MessageSource {
+    fn from(messages: BoxStream<'static, Result<Message, Error>>) -> Self {
+        MessageSource {
+            messages,
+            consumer: None,
+        }
+    }
+}
+
+impl Stream for MessageSource {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.messages.poll_next_unpin(cx)
+    }
+}
+
+/// Adds partitions to a running consumer, each from its position, without touching the
+/// partitions it reads already.
+pub(crate) struct PartitionAdder(Arc<ReleasedOnDrop>);
+
+impl PartitionAdder {
+    /// Assigns `added` too. Blocks briefly in librdkafka: call it on the blocking pool.
+    pub(crate) fn add(&self, added: &[PartitionPosition]) -> Result<(), Error> {
+        let list = assignment(added)?;
+        self.0
+            .get()
+            .incremental_assign(&list)
+            .map_err(|source| Error::kafka_unavailable("assigning partitions", source))
+    }
+}
+
+fn assignment(positions: &[PartitionPosition]) -> Result<TopicPartitionList, Error> {
+    let mut assignment = TopicPartitionList::new();
+    for position in positions {
+        assignment
+            .add_partition_offset(
+                &position.topic,
+                position.partition,
+                Offset::Offset(position.next_offset),
+            )
+            .map_err(|source| Error::kafka_unavailable("assigning partitions", source))?;
+    }
+    Ok(assignment)
+}
 
 /// The consumer configuration for one stream: no group, no commits, and a small prefetch
 /// so memory per connection stays bounded.
@@ -62,29 +121,26 @@ pub(crate) fn open(
     let consumer: StreamConsumer = config
         .create()
         .map_err(|error| Error::config(&error, config))?;
-    let mut assignment = TopicPartitionList::new();
-    for position in positions {
-        assignment
-            .add_partition_offset(
-                &position.topic,
-                position.partition,
-                Offset::Offset(position.next_offset),
-            )
-            .map_err(|source| Error::kafka_unavailable("assigning partitions", source))?;
-    }
     consumer
-        .assign(&assignment)
+        .assign(&assignment(positions)?)
         .map_err(|source| Error::kafka_unavailable("assigning partitions", source))?;
     let topics: Vec<Arc<str>> = positions.iter().map(|p| p.topic.clone()).collect();
     metrics::gauge!("kafka_sse_consumers").increment(1);
-    let consumer = ReleasedOnDrop {
+    let consumer = Arc::new(ReleasedOnDrop {
         consumer: Some(consumer),
         _permit: permit,
-    };
-    Ok(messages(consumer, topics, health))
+    });
+    Ok(MessageSource {
+        messages: messages(consumer.clone(), topics, health),
+        consumer: Some(consumer),
+    })
 }
 
-fn messages(consumer: ReleasedOnDrop, topics: Vec<Arc<str>>, health: Arc<Health>) -> MessageSource {
+fn messages(
+    consumer: Arc<ReleasedOnDrop>,
+    topics: Vec<Arc<str>>,
+    health: Arc<Health>,
+) -> BoxStream<'static, Result<Message, Error>> {
     stream::unfold(
         (consumer, topics, health),
         |(consumer, topics, health)| async move {

@@ -136,7 +136,7 @@ mod tests {
             PartitionPosition::new("t", 0, 5),
         ];
         let session = Session::new(
-            Feed::own(source.boxed()),
+            Feed::own(source.boxed().into()),
             positions,
             settings,
             format,

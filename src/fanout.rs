@@ -5,12 +5,14 @@
 //! assignment for a client that wants to join one, and makes sure clients arriving together
 //! for an assignment nobody reads yet start one hub between them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use crate::consumer::MessageSource;
-use crate::hub::{self, Hub, HubKey, Registry};
+use crate::growth::Following;
+use crate::hub::{Hub, HubKey, Registry};
+use crate::hub_task;
 use crate::settings::Settings;
 use crate::shared_event::{Join, Subscription};
 use crate::PartitionPosition;
@@ -56,11 +58,16 @@ impl FanOut {
             .find_map(|hub| hub.join_live())
     }
 
-    /// Subscribes a client at `positions` (sorted) to a hub of its partitions whose recent
-    /// events reach back to it, preferring the hub furthest ahead; `log_end` as in
-    /// [`Hub::join_at`].
-    pub(crate) fn join_at(&self, positions: &[PartitionPosition], log_end: Option<&[i64]>) -> Join {
-        let hubs = self.hubs_of(&hub::key_of(positions));
+    /// Subscribes a client at `positions` (sorted), following `follows`, to a hub of the
+    /// same partitions whose recent events reach back to it, preferring the hub furthest
+    /// ahead; `log_end` as in [`Hub::join_at`].
+    pub(crate) fn join_at(
+        &self,
+        positions: &[PartitionPosition],
+        follows: &BTreeSet<Arc<str>>,
+        log_end: Option<&[i64]>,
+    ) -> Join {
+        let hubs = self.hubs_of(&HubKey::of(positions, follows));
         if hubs.is_empty() {
             return Join::NoHub;
         }
@@ -99,19 +106,21 @@ impl FanOut {
         &self,
         source: MessageSource,
         positions: &[PartitionPosition],
+        following: (&BTreeSet<Arc<str>>, Option<Following>),
         live: bool,
         label: &str,
     ) -> Result<Subscription, MessageSource> {
+        let (follows, growth) = following;
         let mut hubs = self.hubs.lock().expect("hub registry lock");
-        let (hub, subscription) = Hub::new(positions, live, label, &self.settings);
-        let same_key = hubs.entry(hub.key().clone()).or_default();
+        let (hub, subscription) = Hub::new(positions, follows, live, label, &self.settings);
+        let same_key = hubs.entry(hub.key()).or_default();
         if live && same_key.iter().any(|other| other.is_live()) {
             return Err(source);
         }
         same_key.push(hub.clone());
         metrics::gauge!("kafka_sse_fanout_hubs").increment(1);
         tracing::debug!(partitions = positions.len(), live, "fan-out hub started");
-        tokio::spawn(hub::run(self.hubs.clone(), hub, source));
+        tokio::spawn(hub_task::run(self.hubs.clone(), hub, source, growth));
         Ok(subscription)
     }
 }
@@ -165,7 +174,29 @@ mod tests {
     }
 
     fn key_of(positions: &[PartitionPosition]) -> HubKey {
-        hub::key_of(positions)
+        HubKey::of(positions, &BTreeSet::new())
+    }
+
+    fn none() -> BTreeSet<Arc<str>> {
+        BTreeSet::new()
+    }
+
+    type Feed = mpsc::UnboundedSender<Result<Message, Error>>;
+
+    /// A hub of partitions `0..offsets.len()` of "t", at `offsets`, fed by the returned
+    /// sender; `None` when another live hub has them.
+    fn start(fan_out: &FanOut, offsets: &[i64], live: bool) -> Option<(Feed, Subscription)> {
+        let (feed, source) = mpsc::unbounded();
+        let subscription = fan_out
+            .start(
+                source.boxed().into(),
+                &positions(offsets),
+                (&none(), None),
+                live,
+                "t",
+            )
+            .ok()?;
+        Some((feed, subscription))
     }
 
     fn positions(offsets: &[i64]) -> Vec<PartitionPosition> {
@@ -179,8 +210,7 @@ mod tests {
     #[tokio::test]
     async fn live_clients_start_at_the_hub_positions_and_share_frames() {
         let fan_out = fan_out();
-        let (feed, source) = mpsc::unbounded();
-        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[5, 7]), true, "t") else {
+        let Some((feed, mut first)) = start(&fan_out, &[5, 7], true) else {
             panic!("a new hub")
         };
         feed.unbounded_send(Ok(Message::new("t", 1, 7, "{}")))
@@ -206,20 +236,19 @@ mod tests {
     #[tokio::test]
     async fn clients_join_only_where_the_hub_reaches_back_to() {
         let fan_out = fan_out();
-        let (_feed, source) = mpsc::unbounded::<Result<Message, Error>>();
-        let Ok(_hub) = fan_out.start(source.boxed(), &positions(&[5, 7]), true, "t") else {
+        let Some((_feed, _hub)) = start(&fan_out, &[5, 7], true) else {
             panic!("a new hub")
         };
         assert!(matches!(
-            fan_out.join_at(&positions(&[4, 9]), None),
+            fan_out.join_at(&positions(&[4, 9]), &none(), None),
             Join::Behind
         ));
-        let Join::Joined(joined) = fan_out.join_at(&positions(&[5, 9]), None) else {
+        let Join::Joined(joined) = fan_out.join_at(&positions(&[5, 9]), &none(), None) else {
             panic!("joined")
         };
         assert!(format!("{joined:?}").contains("ahead: 1"));
         assert!(matches!(
-            fan_out.join_at(&positions(&[5]), None),
+            fan_out.join_at(&positions(&[5]), &none(), None),
             Join::NoHub
         ));
     }
@@ -227,8 +256,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hub_with_many_clients_hands_events_over_together() {
         let fan_out = fan_out();
-        let (feed, source) = mpsc::unbounded();
-        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[0]), true, "t") else {
+        let Some((feed, mut first)) = start(&fan_out, &[0], true) else {
             panic!("a new hub")
         };
         let key = key_of(&positions(&[0]));
@@ -256,14 +284,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hub_without_clients_stops_and_is_forgotten() {
         let fan_out = fan_out();
-        let (_feed, source) = mpsc::unbounded::<Result<Message, Error>>();
-        let Ok(subscription) = fan_out.start(source.boxed(), &positions(&[1]), true, "t") else {
+        let Some((_feed, subscription)) = start(&fan_out, &[1], true) else {
             panic!("a new hub")
         };
         drop(subscription);
         tokio::time::sleep(IDLE_CHECK * 3).await;
         assert!(matches!(
-            fan_out.join_at(&positions(&[1]), None),
+            fan_out.join_at(&positions(&[1]), &none(), None),
             Join::NoHub
         ));
     }
@@ -271,8 +298,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_a_little_behind_replays_the_recent_events_then_goes_live() {
         let fan_out = fan_out();
-        let (feed, source) = mpsc::unbounded();
-        let Ok(mut first) = fan_out.start(source.boxed(), &positions(&[0]), true, "t") else {
+        let Some((feed, mut first)) = start(&fan_out, &[0], true) else {
             panic!("a new hub")
         };
         for offset in 0..3 {
@@ -281,14 +307,17 @@ mod tests {
             first.receiver.recv().await.unwrap();
         }
         assert!(matches!(
-            fan_out.join_at(&positions(&[1]), Some(&[3])),
+            fan_out.join_at(&positions(&[1]), &none(), Some(&[3])),
             Join::Joined(_)
         ));
         assert!(
-            matches!(fan_out.join_at(&positions(&[1]), Some(&[2])), Join::Behind),
+            matches!(
+                fan_out.join_at(&positions(&[1]), &none(), Some(&[2])),
+                Join::Behind
+            ),
             "a hub past the log end reads a log that is gone"
         );
-        let Join::Joined(mut resumed) = fan_out.join_at(&positions(&[1]), None) else {
+        let Join::Joined(mut resumed) = fan_out.join_at(&positions(&[1]), &none(), None) else {
             panic!("joined")
         };
         let replayed: Vec<i64> = resumed.replay.iter().map(|e| e.message.offset()).collect();
@@ -304,21 +333,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_catch_up_hub_hands_its_clients_to_the_live_hub_once_level_with_it() {
         let fan_out = fan_out();
-        let (_live_feed, live_source) = mpsc::unbounded::<Result<Message, Error>>();
-        let Ok(_live) = fan_out.start(live_source.boxed(), &positions(&[10]), true, "t") else {
+        let Some((_live_feed, _live)) = start(&fan_out, &[10], true) else {
             panic!("a live hub")
         };
-        let (catch_up_feed, catch_up_source) = mpsc::unbounded();
-        let Ok(mut catching_up) =
-            fan_out.start(catch_up_source.boxed(), &positions(&[8]), false, "t")
-        else {
+        let Some((catch_up_feed, mut catching_up)) = start(&fan_out, &[8], false) else {
             panic!("a catch-up hub beside the live one")
         };
-        let (_other_feed, other_source) = mpsc::unbounded::<Result<Message, Error>>();
         assert!(
-            fan_out
-                .start(other_source.boxed(), &positions(&[10]), true, "t")
-                .is_err(),
+            start(&fan_out, &[10], true).is_none(),
             "one live hub per assignment"
         );
         for offset in 8..10 {
@@ -338,7 +360,7 @@ mod tests {
             "the catch-up hub closed"
         );
         assert!(matches!(
-            fan_out.join_at(&positions(&[10]), None),
+            fan_out.join_at(&positions(&[10]), &none(), None),
             Join::Joined(_)
         ));
         assert_eq!(fan_out.hubs_of(&key_of(&positions(&[0]))).len(), 1);
@@ -347,8 +369,7 @@ mod tests {
     #[tokio::test]
     async fn a_hub_that_finds_its_log_replaced_moves_every_client_to_the_new_log() {
         let fan_out = fan_out();
-        let (feed, source) = mpsc::unbounded();
-        let Ok(mut client) = fan_out.start(source.boxed(), &positions(&[0]), true, "t") else {
+        let Some((feed, mut client)) = start(&fan_out, &[0], true) else {
             panic!("a new hub")
         };
         for offset in [0, 1, 2, 0] {
@@ -369,7 +390,7 @@ mod tests {
             panic!("the new log's first event")
         };
         assert_eq!(event.message.offset(), 0);
-        let Join::Joined(joined) = fan_out.join_at(&positions(&[0]), None) else {
+        let Join::Joined(joined) = fan_out.join_at(&positions(&[0]), &none(), None) else {
             panic!("a client at the new log's start joins")
         };
         assert_eq!(

@@ -2,15 +2,18 @@
 //! own consumer or a shared live stream, joining one once the client has caught up and
 //! leaving it for a consumer of its own when the client falls behind.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::assignment::RequestedPartition;
+use crate::assignment::Expanded;
 use crate::consumer::MessageSource;
-use crate::hub;
+use crate::growth::Following;
+use crate::hub::HubKey;
 use crate::position::Positions;
 use crate::shared_event::{HubItem, Join, SharedEvent, Subscription};
 use crate::sources::Sources;
@@ -40,6 +43,8 @@ pub(crate) enum Incoming {
         partition: i32,
         offset: i64,
     },
+    /// Partitions added to a topic the stream follows, each at its start.
+    Grew(Vec<PartitionPosition>),
     /// Kafka failed for good.
     Failed(Arc<Error>),
     /// The client fell behind its shared stream and the service runs all the consumers it
@@ -58,6 +63,19 @@ pub(crate) struct Feed {
     label: Arc<str>,
     next_join_check: Instant,
     join_backoff: Duration,
+    /// The topics the stream reads whole, taking partitions added to them.
+    follows: BTreeSet<Arc<str>>,
+    /// Where partitions added to followed topics arrive while the stream reads on its own
+    /// consumer (a hub follows for its clients).
+    following: Option<Following>,
+    /// Partitions being added to the own consumer, kept across a cancelled `next`.
+    growing: Option<Growing>,
+}
+
+/// Partitions being added to a consumer on the blocking pool.
+struct Growing {
+    adding: JoinHandle<Result<(), Error>>,
+    partitions: Vec<PartitionPosition>,
 }
 
 enum Current {
@@ -82,27 +100,42 @@ impl Feed {
     /// together (a restart brings every client back at once) open one consumer between them.
     pub(crate) async fn open(
         sources: &Arc<Sources>,
-        requested: Vec<RequestedPartition>,
+        requested: Expanded,
         live: bool,
         label: &Arc<str>,
     ) -> Result<(Vec<PartitionPosition>, Feed), Error> {
-        let feed = |current| Feed {
-            current,
-            sources: Some(sources.clone()),
-            label: label.clone(),
-            next_join_check: Instant::now() + JOIN_CHECK,
-            join_backoff: JOIN_CHECK,
+        let Expanded {
+            partitions: requested,
+            follows,
+        } = requested;
+        let feed = |current, positions: &[PartitionPosition]| {
+            let following = match current {
+                Current::Own(_) => sources.growth().follow(label, positions, &follows),
+                _ => None,
+            };
+            Feed {
+                current,
+                sources: Some(sources.clone()),
+                label: label.clone(),
+                next_join_check: Instant::now() + JOIN_CHECK,
+                join_backoff: JOIN_CHECK,
+                follows: follows.clone(),
+                following,
+                growing: None,
+            }
         };
         let Some(fan_out) = sources.fan_out() else {
             let (positions, _) =
                 positions_and_ends(sources.resolve(requested, label.clone()).await?);
             let source = sources.open_at(positions.clone()).await?;
-            return Ok((positions, feed(Current::Own(source))));
+            let feed = feed(Current::Own(source), &positions);
+            return Ok((positions, feed));
         };
-        let key = hub::key(requested.iter().map(|r| (&r.topic, r.partition)));
+        let key = HubKey::new(requested.iter().map(|r| (&r.topic, r.partition)), &follows);
         if live {
             if let Some((subscription, positions)) = fan_out.join_live(&key) {
-                return Ok((positions, feed(Current::Shared(subscription))));
+                let feed = feed(Current::Shared(subscription), &positions);
+                return Ok((positions, feed));
             }
         }
         let resolved = if live {
@@ -118,29 +151,34 @@ impl Feed {
                     let (subscription, positions) = fan_out.join_live(&key)?;
                     Some((positions, subscription))
                 }
-                Some((positions, ends)) => match fan_out.join_at(positions, Some(ends)) {
+                Some((positions, ends)) => match fan_out.join_at(positions, &follows, Some(ends)) {
                     Join::Joined(subscription) => Some((positions.clone(), subscription)),
                     Join::Behind | Join::NoHub => None,
                 },
             }
         };
         if let Some((positions, subscription)) = join() {
-            return Ok((positions, feed(Current::Shared(subscription))));
+            let feed = feed(Current::Shared(subscription), &positions);
+            return Ok((positions, feed));
         }
         let _turn = fan_out.lock_start(&key).await;
         if let Some((positions, subscription)) = join() {
-            return Ok((positions, feed(Current::Shared(subscription))));
+            let feed = feed(Current::Shared(subscription), &positions);
+            return Ok((positions, feed));
         }
         let positions = match resolved {
             Some((positions, _)) => positions,
             None => positions_and_ends(sources.resolve(requested, label.clone()).await?).0,
         };
         let source = sources.open_at(positions.clone()).await?;
-        let current = match fan_out.start(source, &positions, live, label) {
-            Ok(subscription) => Current::Shared(subscription),
-            Err(source) => Current::Own(source),
-        };
-        Ok((positions, feed(current)))
+        let hub_following = sources.growth().follow(label, &positions, &follows);
+        let current =
+            match fan_out.start(source, &positions, (&follows, hub_following), live, label) {
+                Ok(subscription) => Current::Shared(subscription),
+                Err(source) => Current::Own(source),
+            };
+        let feed = feed(current, &positions);
+        Ok((positions, feed))
     }
 
     /// A feed that reads `source` and nothing else.
@@ -152,6 +190,9 @@ impl Feed {
             label: Arc::from("test"),
             next_join_check: Instant::now(),
             join_backoff: JOIN_CHECK,
+            follows: BTreeSet::new(),
+            following: None,
+            growing: None,
         }
     }
 
@@ -161,6 +202,19 @@ impl Feed {
     /// the feed is.
     pub(crate) async fn next(&mut self, positions: &Positions) -> Incoming {
         loop {
+            if let Some(growing) = &mut self.growing {
+                let added = (&mut growing.adding).await;
+                let partitions = self
+                    .growing
+                    .take()
+                    .expect("partitions being added")
+                    .partitions;
+                return match added {
+                    Ok(Ok(())) => Incoming::Grew(partitions),
+                    Ok(Err(error)) => Incoming::Failed(Arc::new(error)),
+                    Err(join) => Incoming::Failed(Arc::new(Error::Internal(join.into()))),
+                };
+            }
             let join_due = self.join_due();
             match &mut self.current {
                 Current::Own(source) if join_due => {
@@ -172,7 +226,24 @@ impl Feed {
                     }
                     self.join_or_start(positions).await;
                 }
-                Current::Own(source) => return own(source.next().await),
+                Current::Own(source) => {
+                    let growth = next_growth(&mut self.following);
+                    tokio::select! {
+                        biased;
+                        Some(added) = growth => {
+                            let Some(adder) = source.partition_adder() else {
+                                return Incoming::Grew(added);
+                            };
+                            let partitions = added.clone();
+                            let adding = tokio::task::spawn_blocking(move || adder.add(&partitions));
+                            self.growing = Some(Growing {
+                                adding,
+                                partitions: added,
+                            });
+                        }
+                        received = source.next() => return own(received),
+                    }
+                }
                 Current::Shared(subscription) => {
                     let received = match subscription.replay.pop_front() {
                         Some(replayed) => Ok(HubItem::Event(replayed)),
@@ -195,6 +266,7 @@ impl Feed {
                                 offset,
                             };
                         }
+                        Ok(HubItem::Grew(added)) => return Incoming::Grew(added),
                         Ok(HubItem::Failed(error)) => return Incoming::Failed(error),
                         Err(_lagged_or_closed) => self.current = Current::Leaving,
                     }
@@ -225,9 +297,10 @@ impl Feed {
         let Some(fan_out) = sources.fan_out() else {
             return;
         };
-        match fan_out.join_at(positions.as_slice(), None) {
+        match fan_out.join_at(positions.as_slice(), &self.follows, None) {
             Join::Joined(subscription) => {
                 self.current = Current::Shared(subscription);
+                self.following = None;
                 moved(&self.label, "joined");
             }
             Join::Behind => {}
@@ -239,9 +312,15 @@ impl Feed {
                 else {
                     return;
                 };
-                self.current = match fan_out.start(source, positions.as_slice(), true, &self.label)
+                let positions = positions.as_slice();
+                let hub_following = sources
+                    .growth()
+                    .follow(&self.label, positions, &self.follows);
+                let following = (&self.follows, hub_following);
+                self.current = match fan_out.start(source, positions, following, true, &self.label)
                 {
                     Ok(subscription) => {
+                        self.following = None;
                         moved(&self.label, "started");
                         Current::Shared(subscription)
                     }
@@ -259,7 +338,8 @@ impl Feed {
             return Some(Incoming::Ended);
         };
         if let Some(fan_out) = sources.fan_out() {
-            if let Join::Joined(subscription) = fan_out.join_at(positions.as_slice(), None) {
+            let rejoined = fan_out.join_at(positions.as_slice(), &self.follows, None);
+            if let Join::Joined(subscription) = rejoined {
                 self.current = Current::Shared(subscription);
                 moved(&self.label, "rejoined");
                 return None;
@@ -268,6 +348,10 @@ impl Feed {
         match sources.open_at(positions.as_slice().to_vec()).await {
             Ok(source) => {
                 self.current = Current::Own(source);
+                self.following =
+                    sources
+                        .growth()
+                        .follow(&self.label, positions.as_slice(), &self.follows);
                 self.join_backoff = (self.join_backoff * 2).min(MAX_JOIN_BACKOFF);
                 self.next_join_check = Instant::now() + self.join_backoff;
                 moved(&self.label, "lagged");
@@ -288,6 +372,14 @@ fn positions_and_ends(resolved: Vec<ResolvedStart>) -> (Vec<PartitionPosition>, 
         .into_iter()
         .map(|start| (start.position, start.log_end))
         .unzip()
+}
+
+/// The next partitions added to the stream's topics; never, for a stream that follows none.
+async fn next_growth(following: &mut Option<Following>) -> Option<Vec<PartitionPosition>> {
+    match following {
+        Some(following) => following.added.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn own(received: Option<Result<Message, Error>>) -> Incoming {

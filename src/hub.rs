@@ -13,15 +13,13 @@
 //! behind the live end (a *catch-up* hub) hands its clients over to the live hub of the same
 //! partitions once it has caught up with it, and stops.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
 use tokio::sync::broadcast;
 
-use crate::consumer::MessageSource;
 use crate::deserializer::deserialize_or_skip;
 use crate::position::Positions;
 use crate::settings::Settings;
@@ -36,11 +34,35 @@ pub(crate) const IDLE_CHECK: Duration = Duration::from_millis(500);
 /// [`KafkaSseBuilder::fan_out_batch_window`](crate::KafkaSseBuilder::fan_out_batch_window)).
 const BATCH_WINDOW_PER_CLIENT: Duration = Duration::from_micros(5);
 
-/// Windows shorter than this are not worth a timer.
-const MIN_BATCH_WINDOW: Duration = Duration::from_millis(1);
+/// What a hub reads, its identity: its partitions, sorted, and the topics it follows (reads
+/// whole, taking partitions added to them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct HubKey {
+    partitions: Vec<(Arc<str>, i32)>,
+    follows: Vec<Arc<str>>,
+}
 
-/// The partitions of a hub, sorted: its identity.
-pub(crate) type HubKey = Vec<(Arc<str>, i32)>;
+impl HubKey {
+    /// The key of a hub reading exactly these partitions and following `follows`.
+    pub(crate) fn new<'a>(
+        partitions: impl Iterator<Item = (&'a Arc<str>, i32)>,
+        follows: &BTreeSet<Arc<str>>,
+    ) -> Self {
+        let mut partitions: Vec<(Arc<str>, i32)> = partitions
+            .map(|(topic, partition)| (topic.clone(), partition))
+            .collect();
+        partitions.sort();
+        HubKey {
+            partitions,
+            follows: follows.iter().cloned().collect(),
+        }
+    }
+
+    /// The key of a hub reading the partitions of `positions`.
+    pub(crate) fn of(positions: &[PartitionPosition], follows: &BTreeSet<Arc<str>>) -> Self {
+        HubKey::new(positions.iter().map(|p| (&p.topic, p.partition)), follows)
+    }
+}
 
 /// The hubs of one service by assignment: at most one live hub per assignment, and the
 /// catch-up hubs started for resuming clients.
@@ -50,22 +72,10 @@ pub(crate) type Registry = Mutex<HashMap<HubKey, Vec<Arc<Hub>>>>;
 /// older one is kept.
 static NEXT_HUB: AtomicU64 = AtomicU64::new(0);
 
-/// The key of the hub serving exactly these partitions.
-pub(crate) fn key<'a>(partitions: impl Iterator<Item = (&'a Arc<str>, i32)>) -> HubKey {
-    let mut key: HubKey = partitions
-        .map(|(topic, partition)| (topic.clone(), partition))
-        .collect();
-    key.sort();
-    key
-}
-
-/// The key of the hub serving the partitions of `positions`.
-pub(crate) fn key_of(positions: &[PartitionPosition]) -> HubKey {
-    key(positions.iter().map(|p| (&p.topic, p.partition)))
-}
-
 pub(crate) struct Hub {
-    key: HubKey,
+    /// Changes when the hub takes partitions added to a topic it follows.
+    key: Mutex<HubKey>,
+    follows: BTreeSet<Arc<str>>,
     number: u64,
     /// Whether the hub reads at the live end: started for live clients, or a catch-up hub
     /// that found nothing more to read. Only live hubs take clients that start at the end.
@@ -95,6 +105,7 @@ impl Hub {
     /// first client.
     pub(crate) fn new(
         positions: &[PartitionPosition],
+        follows: &BTreeSet<Arc<str>>,
         live: bool,
         label: &str,
         settings: &Settings,
@@ -102,7 +113,8 @@ impl Hub {
         let capacity = settings.fan_out_queue.max(1);
         let (sender, receiver) = broadcast::channel(capacity);
         let hub = Arc::new(Hub {
-            key: key_of(positions),
+            key: Mutex::new(HubKey::of(positions, follows)),
+            follows: follows.clone(),
             number: NEXT_HUB.fetch_add(1, Ordering::Relaxed),
             live: AtomicBool::new(live),
             lag: metrics::histogram!("kafka_sse_event_lag_seconds", "stream" => label.to_owned()),
@@ -125,8 +137,8 @@ impl Hub {
         (hub, subscription)
     }
 
-    pub(crate) fn key(&self) -> &HubKey {
-        &self.key
+    pub(crate) fn key(&self) -> HubKey {
+        self.key.lock().expect("hub key lock").clone()
     }
 
     pub(crate) fn is_live(&self) -> bool {
@@ -151,7 +163,7 @@ impl Hub {
     /// `other`'s recent ones, `other` must hold the same event (offset, timestamp and
     /// payload); where this hub has published none, both must stand at the same offset. A
     /// hub still reading a log that was replaced does not take clients over this way.
-    fn can_hand_over_to(&self, other: &Hub) -> bool {
+    pub(crate) fn can_hand_over_to(&self, other: &Hub) -> bool {
         if std::ptr::eq(self, other) || !other.is_live() {
             return false;
         }
@@ -245,7 +257,7 @@ impl Hub {
         window.min(self.settings.fan_out_batch_window)
     }
 
-    fn publish(&self, message: Message) {
+    pub(crate) fn publish(&self, message: Message) {
         let data = deserialize_or_skip(&*self.settings.deserializer, &message);
         let mut state = self.state.lock().expect("hub lock");
         let position = state
@@ -296,6 +308,50 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// Takes partitions added to a topic it follows, each from its position, and moves to
+    /// the key of its grown assignment; its clients take them too.
+    pub(crate) fn grow(&self, registry: &Registry, added: &[PartitionPosition]) {
+        let mut hubs = registry.lock().expect("hub registry lock");
+        let mut state = self.state.lock().expect("hub lock");
+        state.positions.add(added);
+        state.recent_from.add(added);
+        let grown = HubKey::of(state.positions.as_slice(), &self.follows);
+        let old = std::mem::replace(&mut *self.key.lock().expect("hub key lock"), grown.clone());
+        let mut moved = None;
+        if let Some(same_key) = hubs.get_mut(&old) {
+            if let Some(index) = same_key.iter().position(|h| std::ptr::eq(&**h, self)) {
+                moved = Some(same_key.swap_remove(index));
+            }
+            if same_key.is_empty() {
+                hubs.remove(&old);
+            }
+        }
+        if let Some(hub) = moved {
+            hubs.entry(grown).or_default().push(hub);
+        }
+        let _ = self.sender.send(HubItem::Grew(added.to_vec()));
+    }
+
+    /// How many clients the hub has.
+    pub(crate) fn clients(&self) -> usize {
+        self.sender.receiver_count()
+    }
+
+    /// Tells the clients that the hub failed for good.
+    pub(crate) fn fail(&self, error: Error) {
+        let _ = self.sender.send(HubItem::Failed(Arc::new(error)));
+    }
+
+    pub(crate) fn close(&self) {
+        self.state.lock().expect("hub lock").open = false;
+    }
+
+    pub(crate) fn mark_live(&self) {
+        self.live.store(true, Ordering::Relaxed);
+    }
+}
+
 impl HubState {
     /// Moves a partition to the start of the log that replaced it. The recent events are
     /// forgotten: they belong to the old log.
@@ -319,114 +375,6 @@ impl HubState {
                 message.offset(),
                 message.timestamp(),
             );
-        }
-    }
-}
-
-/// Closes `hub` and removes it from `registry` if nobody listens, or always when `force`.
-pub(crate) fn retire(registry: &Registry, hub: &Arc<Hub>, force: bool) -> bool {
-    let mut hubs = registry.lock().expect("hub registry lock");
-    if !force && hub.sender.receiver_count() > 0 {
-        return false;
-    }
-    hub.state.lock().expect("hub lock").open = false;
-    if let Some(same_key) = hubs.get_mut(&hub.key) {
-        let before = same_key.len();
-        same_key.retain(|h| !Arc::ptr_eq(h, hub));
-        if same_key.len() < before {
-            metrics::gauge!("kafka_sse_fanout_hubs").decrement(1);
-        }
-        if same_key.is_empty() {
-            hubs.remove(&hub.key);
-        }
-    }
-    true
-}
-
-/// Whether another hub of the same partitions can take over this hub's clients.
-fn superseded(registry: &Registry, hub: &Hub) -> bool {
-    let hubs = registry.lock().expect("hub registry lock");
-    hubs.get(&hub.key)
-        .is_some_and(|same_key| same_key.iter().any(|other| hub.can_hand_over_to(other)))
-}
-
-/// A hub's task: reads its consumer at Kafka's pace and publishes every message until the
-/// hub has no client left or the consumer fails for good.
-pub(crate) async fn run(registry: Arc<Registry>, hub: Arc<Hub>, source: MessageSource) {
-    let mut source = source.fuse();
-    let mut idle_check =
-        tokio::time::interval_at(tokio::time::Instant::now() + IDLE_CHECK, IDLE_CHECK);
-    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut batch = Vec::new();
-    let mut read_since_check = false;
-    'running: loop {
-        tokio::select! {
-            received = source.next() => {
-                read_since_check = true;
-                batch.push(received);
-                let window = hub.batch_window(hub.sender.receiver_count());
-                gather(&mut source, window, &mut batch).await;
-                for received in batch.drain(..) {
-                    match received {
-                        Some(Ok(message)) => hub.publish(message),
-                        Some(Err(error)) => {
-                            let _ = hub.sender.send(HubItem::Failed(Arc::new(error)));
-                            retire(&registry, &hub, true);
-                            break 'running;
-                        }
-                        None => {
-                            retire(&registry, &hub, true);
-                            break 'running;
-                        }
-                    }
-                }
-            },
-            _ = idle_check.tick() => {
-                if retire(&registry, &hub, false) {
-                    break;
-                }
-                if superseded(&registry, &hub) {
-                    // The clients see the hub close and rejoin the live one from its
-                    // recent events.
-                    tracing::debug!("hub caught up with the live one; handing over");
-                    retire(&registry, &hub, true);
-                    break;
-                }
-                if !read_since_check && !hub.is_live() {
-                    hub.live.store(true, Ordering::Relaxed);
-                    tracing::debug!("catch-up hub reached the live end");
-                }
-                read_since_check = false;
-            }
-        }
-    }
-    tracing::debug!("fan-out hub stopped");
-}
-
-/// Adds to `batch` what `source` yields within `window`, stopping early at an error or the
-/// end, which it adds too. Nothing is lost if the window closes mid-wait: the pending read
-/// is simply not taken.
-async fn gather(
-    source: &mut stream::Fuse<MessageSource>,
-    window: Duration,
-    batch: &mut Vec<Option<Result<Message, Error>>>,
-) {
-    if window < MIN_BATCH_WINDOW || !matches!(batch.last(), Some(Some(Ok(_)))) {
-        return;
-    }
-    let closed = tokio::time::sleep(window);
-    tokio::pin!(closed);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut closed => return,
-            received = source.next() => {
-                let more = matches!(received, Some(Ok(_)));
-                batch.push(received);
-                if !more {
-                    return;
-                }
-            }
         }
     }
 }

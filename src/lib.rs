@@ -44,7 +44,8 @@
 //! 2. one client's stream: `event_stream.rs` (the public type), `session.rs` (what to send
 //!    next, and when), `encoder.rs` (frames in the stream's format);
 //! 3. where its messages come from: `feed.rs` (its own consumer or a shared live stream, and
-//!    the moves between them), `sources.rs`, `fanout.rs`, `hub.rs` and `shared_event.rs`,
+//!    the moves between them), `sources.rs`, `growth.rs` (partitions added to topics), `fanout.rs`, `hub.rs`, `hub_task.rs` and
+//!    `shared_event.rs`,
 //!    `consumer.rs`;
 //! 4. Kafka look-ups and the start policy: `lookup.rs` (I/O), `start.rs` (pure),
 //!    `kafka_error.rs` (what librdkafka's errors mean), `health.rs`;
@@ -156,9 +157,11 @@ mod fanout;
 mod feed;
 mod filter;
 mod frame;
+mod growth;
 mod health;
 mod http;
 mod hub;
+mod hub_task;
 mod json_with_meta;
 mod kafka_error;
 mod kafka_sse;

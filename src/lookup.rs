@@ -183,7 +183,7 @@ impl Lookup {
     ) -> Result<LogOffsets, Error> {
         let needs_log_start = requested
             .iter()
-            .any(|r| matches!(r.start, Start::Offset(_)));
+            .any(|r| matches!(r.start, Start::Offset(_) | Start::Earliest));
         let query = |offset: fn(&RequestedPartition) -> Option<Offset>| {
             self.list_offsets(
                 requested
@@ -244,6 +244,18 @@ impl Lookup {
             return Err(Error::TimestampLookupUnsupported);
         }
         Ok(())
+    }
+
+    /// The log start of each partition, by `(topic, partition)`.
+    pub(crate) fn log_starts(
+        &self,
+        partitions: &[(Arc<str>, i32)],
+    ) -> Result<HashMap<(String, i32), i64>, Error> {
+        self.list_offsets(
+            partitions
+                .iter()
+                .map(|(topic, partition)| (&**topic, *partition, Offset::Beginning)),
+        )
     }
 
     /// Whether every position has reached its partition's current log end.

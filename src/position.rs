@@ -73,6 +73,18 @@ impl Positions {
             .map_or(i64::MAX, |index| self.sorted[index].next_offset)
     }
 
+    /// Adds partitions, keeping the order; a partition already there keeps its position.
+    pub(crate) fn add(&mut self, added: &[PartitionPosition]) {
+        for position in added {
+            let found = self.sorted.binary_search_by(|p| {
+                (&*p.topic, p.partition).cmp(&(&*position.topic, position.partition))
+            });
+            if let Err(index) = found {
+                self.sorted.insert(index, position.clone());
+            }
+        }
+    }
+
     /// Moves a partition back to `offset`, the start of a log that replaced the one the
     /// position was in; false for a partition outside the assignment.
     pub(crate) fn reset(&mut self, topic: &str, partition: i32, offset: i64) -> bool {

@@ -215,6 +215,10 @@ impl Session {
                     None => frame,
                 }
             }
+            Incoming::Grew(added) => {
+                self.positions.add(&added);
+                self.encoder.position(&self.positions)
+            }
             Incoming::Replaced {
                 topic,
                 partition,

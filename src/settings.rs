@@ -16,6 +16,7 @@ pub(crate) struct Settings {
     pub(crate) max_connection_duration: Option<Duration>,
     pub(crate) lookup_timeout: Duration,
     pub(crate) metadata_max_age: Duration,
+    pub(crate) partition_check: Duration,
     pub(crate) consumer_queue_kbytes: u32,
     pub(crate) max_last_event_id_len: usize,
     pub(crate) max_partitions: usize,
@@ -32,6 +33,7 @@ impl fmt::Debug for Settings {
             .field("retry", &self.retry)
             .field("max_connection_duration", &self.max_connection_duration)
             .field("lookup_timeout", &self.lookup_timeout)
+            .field("partition_check", &self.partition_check)
             .field("consumer_queue_kbytes", &self.consumer_queue_kbytes)
             .field("max_last_event_id_len", &self.max_last_event_id_len)
             .field("max_partitions", &self.max_partitions)
@@ -54,6 +56,7 @@ impl Default for Settings {
             max_connection_duration: None,
             lookup_timeout: Duration::from_secs(5),
             metadata_max_age: Duration::from_secs(30),
+            partition_check: Duration::from_secs(10),
             consumer_queue_kbytes: 1024,
             max_last_event_id_len: 64 * 1024,
             max_partitions: 1024,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use crate::position::Positions;
-use crate::{frame, Error, Message};
+use crate::{frame, Error, Message, PartitionPosition};
 
 /// One message as the hub publishes it: decoded and framed once for every client.
 pub(crate) struct SharedEvent {
@@ -59,6 +59,9 @@ pub(crate) enum HubItem {
         partition: i32,
         offset: i64,
     },
+    /// Partitions added to a topic the hub follows, each at its start: every client reads
+    /// them too from now on.
+    Grew(Vec<PartitionPosition>),
     Failed(Arc<Error>),
 }
 

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use rdkafka::ClientConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::assignment::{expand, RequestedPartition, Start};
+use crate::assignment::{expand, Expanded, RequestedPartition, Start};
 use crate::blocking::blocking;
 use crate::consumer::{self, MessageSource};
 use crate::fanout::FanOut;
+use crate::growth::Growth;
 use crate::lookup::Lookup;
 use crate::settings::Settings;
 use crate::start::{self, ResolvedStart};
@@ -26,6 +27,7 @@ pub(crate) struct Sources {
     fan_out: Option<Arc<FanOut>>,
     /// Places for Kafka consumers ([`KafkaSseBuilder::max_consumers`](crate::KafkaSseBuilder::max_consumers)).
     consumers: Arc<Semaphore>,
+    growth: Arc<Growth>,
     max_partitions: usize,
 }
 
@@ -35,6 +37,7 @@ impl Sources {
         let lookup = Lookup::new(config, settings.lookup_timeout, settings.metadata_max_age)?;
         Ok(Arc::new(Sources {
             consumer_config: consumer::consumer_config(config, settings.consumer_queue_kbytes),
+            growth: Growth::new(lookup.clone(), settings.partition_check),
             lookup,
             fan_out: settings.fan_out.then(|| FanOut::new(settings.clone())),
             consumers: Arc::new(Semaphore::new(settings.max_consumers)),
@@ -45,6 +48,11 @@ impl Sources {
     /// The client configuration every consumer is created from.
     pub(crate) fn consumer_config(&self) -> &ClientConfig {
         &self.consumer_config
+    }
+
+    /// The watch over the partition counts of followed topics.
+    pub(crate) fn growth(&self) -> &Arc<Growth> {
+        &self.growth
     }
 
     /// The shared live streams, when fan-out is on.
@@ -61,7 +69,7 @@ impl Sources {
         allowed: Vec<String>,
         entries: Option<Vec<AssignmentEntry>>,
         default_start: Start,
-    ) -> Result<Vec<RequestedPartition>, Error> {
+    ) -> Result<Expanded, Error> {
         let sources = self.clone();
         blocking(move || {
             let expand_with = |refresh: bool| {

@@ -102,6 +102,11 @@ pub(crate) fn resolve(
                     let start = answered(&offsets.log_start, &key)?;
                     (position.next_offset, reset) = Reset::place(requested, start, end);
                 }
+                Start::Earliest => {
+                    position.next_offset = answered(&offsets.log_start, &key)?;
+                    // Time 0 is the log start too, in whichever cluster a timestamp id goes.
+                    position.start_timestamp = Some(0);
+                }
             }
             Ok(ResolvedStart {
                 position,

@@ -152,6 +152,24 @@ async fn wait_for_metadata(topic: String, partitions: Option<i32>) {
     .expect("the metadata probe");
 }
 
+/// Grows `topic` to `partitions` partitions, as an operator adding partitions would, and
+/// waits until the broker's metadata shows them.
+pub async fn add_partitions(topic: &str, partitions: usize) {
+    let results = admin()
+        .create_partitions(
+            [&kafka_sse::rdkafka::admin::NewPartitions::new(
+                topic, partitions,
+            )],
+            &AdminOptions::new().operation_timeout(Some(WAIT)),
+        )
+        .await
+        .expect("create_partitions request");
+    for result in results {
+        result.expect("partitions added");
+    }
+    wait_for_metadata(topic.to_owned(), Some(partitions as i32)).await;
+}
+
 /// Deletes the records of `topic`/`partition` before `offset`, moving its log start.
 pub async fn delete_records_before(topic: &str, partition: i32, offset: i64) {
     let mut list = TopicPartitionList::new();
