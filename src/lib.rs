@@ -121,6 +121,10 @@
 //!   or an unclean leader election truncated it). Ids carry no topic id, so a recreated topic
 //!   that has grown past the old offset resumes there. The real start positions are in
 //!   [`EventStream::start_id`] and the [`START_ID_HEADER`] response header.
+//! - A stream that reads every partition of a topic follows it: partitions added later join
+//!   it from their log start ([`KafkaSseBuilder::partition_check_interval`]).
+//! - A running stream whose reader goes back in a partition found its log replaced: it
+//!   moves to the new log's start, announced by an id-only frame.
 //!
 //! # Errors before and after the first byte
 //!
