@@ -58,6 +58,25 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub stalled_client_timeout: Duration,
 
+    /// How long a connection may wait for, and take to send, a request's head (request line
+    /// and headers), the first or the next on a kept-alive connection, before it is closed:
+    /// hyper's header read timeout. It bounds slow-header clients and idle keep-alive
+    /// connections alike.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// The most TCP connections open at once, streams or not. At the cap the service stops
+    /// accepting (new connections wait in the kernel's queue) and logs it. Defaults to the
+    /// open-file limit (raised to its hard limit) less a reserve for Kafka and files.
+    #[arg(long, value_name = "N")]
+    pub max_open_connections: Option<usize>,
+
+    /// The most TCP connections open at once from one client address; its further ones are
+    /// closed at once. Defaults to none: behind a reverse proxy every client has the
+    /// proxy's address.
+    #[arg(long, value_name = "N")]
+    pub max_open_connections_per_ip: Option<usize>,
+
     /// On SIGTERM or Ctrl-C, how long open streams get to end before the process exits.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

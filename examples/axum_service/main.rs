@@ -39,8 +39,9 @@
 //!
 //! The files, one concept each: `cli.rs` the flags; `service.rs` start-up and the stream
 //! route's one library call; `catalog.rs` the named streams and their filters; `limit.rs`
-//! the connection limits; `routes.rs` the axum router; `listener.rs` how connections are
-//! accepted; `shutdown.rs` graceful shutdown; `demo.rs` and `generator.rs` the embedded
+//! the stream limits; `routes.rs` the axum router; `listener.rs` how the service listens;
+//! `server.rs` how connections are served, with their timeouts and caps; `shutdown.rs`
+//! graceful shutdown; `demo.rs` and `generator.rs` the embedded
 //! demo cluster and its events; `index.html` the web page.
 
 mod catalog;
@@ -50,10 +51,10 @@ mod generator;
 mod limit;
 mod listener;
 mod routes;
+mod server;
 mod service;
 mod shutdown;
 
-use std::future::IntoFuture;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -62,8 +63,8 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Cli;
-use crate::listener::{Peer, StallLimitedListener};
 use crate::routes::{app, AppState};
+use crate::server::ServeOptions;
 use crate::service::{Service, Started};
 
 #[tokio::main]
@@ -90,10 +91,9 @@ async fn main() -> anyhow::Result<()> {
         metrics,
     });
 
-    // Serve; the first stdout line tells people and tests where. Connections whose client
-    // stopped reading are closed after --stalled-client-timeout.
-    let listener = StallLimitedListener::bind(cli.listen, cli.stalled_client_timeout())?;
-    let address = axum::serve::Listener::local_addr(&listener)?;
+    // Serve; the first stdout line tells people and tests where.
+    let listener = listener::bind(cli.listen)?;
+    let address = listener.local_addr()?;
     println!("listening on http://{address}");
     for stream in service.catalog().streams() {
         tracing::info!(
@@ -102,20 +102,38 @@ async fn main() -> anyhow::Result<()> {
             stream.name
         );
     }
+    // Connections: a head within --header-read-timeout, writes never blocked longer than
+    // --stalled-client-timeout, and at most --max-open-connections open (per address too).
+    let options = ServeOptions {
+        header_read_timeout: cli.header_read_timeout,
+        max_open: cli
+            .max_open_connections
+            .unwrap_or_else(|| server::default_max_open(256)),
+        max_open_per_ip: cli.max_open_connections_per_ip,
+        stalled: cli.stalled_client_timeout(),
+    };
+    tracing::info!(max = options.max_open, "open connection cap");
     // On SIGTERM or Ctrl-C: stop accepting, end every stream after a whole frame, and exit
     // once the responses are done, or after --shutdown-timeout.
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let sse = service.sse().clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(async move {
-            shutdown::signal().await;
-            sse.shutdown();
-            let _ = signalled.send(());
-        });
+    let server = server::serve(listener, app, options, async move {
+        shutdown::signal().await;
+        sse.shutdown();
+        let _ = signalled.send(());
+    });
     let on_signal = async {
         let _ = on_signal.await;
     };
-    shutdown::serve_with_grace(server.into_future(), on_signal, cli.shutdown_timeout).await?;
+    shutdown::serve_with_grace(
+        async {
+            server.await;
+            Ok(())
+        },
+        on_signal,
+        cli.shutdown_timeout,
+    )
+    .await?;
     tracing::info!("stopped");
     drop(demo);
     Ok(())

@@ -29,8 +29,8 @@ pub struct AppState {
 
 /// The service's routes, for `main` and for tests that serve it themselves.
 ///
-/// Serve it with `into_make_service_with_connect_info::<Peer>()`: the per-IP limit
-/// needs the client's address.
+/// Requests need `ConnectInfo<Peer>` in their extensions (the server puts it there): the
+/// per-IP limit needs the client's address.
 pub fn app(state: AppState) -> Router {
     // Browsers on any origin may read the streams and resume them with Last-Event-ID, and
     // scripts may read where a stream started.
