@@ -94,7 +94,8 @@ pub(crate) struct Expanded {
 /// entries, they define the assignment exactly: a topic entry brings all its partitions, a
 /// partition entry just that one. Naming a partition twice is an error, so no entry is ever
 /// silently dropped. The request follows every topic it reads whole: every allowed topic
-/// without entries, and the topics of topic entries.
+/// without entries, the topics of topic entries, and the topics whose every partition the
+/// entries name.
 pub(crate) fn expand(
     allowed: &[String],
     entries: Option<&[AssignmentEntry]>,
@@ -168,6 +169,17 @@ pub(crate) fn expand(
                 "topic {} partition {} is named twice",
                 partition.topic, partition.partition
             )));
+        }
+    }
+    // An id naming every partition a topic has reads the topic whole, as the stream that
+    // made it did.
+    let mut named: HashMap<&Arc<str>, i32> = HashMap::new();
+    for partition in &requested {
+        *named.entry(&partition.topic).or_default() += 1;
+    }
+    for (topic, count) in named {
+        if partition_counts.get(&**topic) == Some(&count) {
+            follows.insert(topic.clone());
         }
     }
     Ok(Expanded {

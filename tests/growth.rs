@@ -113,7 +113,7 @@ async fn timestamp_ids_name_the_new_partition_too() {
 
 #[tokio::test]
 async fn a_client_that_picked_a_partition_keeps_exactly_it() {
-    let topic = create_topic(1).await;
+    let topic = create_topic(2).await;
     let sse = service(true, OffsetIds);
     produce_n(&topic, 0, 0).await;
     let picked = format!(r#"[{{"topic":"{topic}","partition":0,"offset":1}}]"#);
@@ -122,8 +122,9 @@ async fn a_client_that_picked_a_partition_keeps_exactly_it() {
             .await
             .unwrap(),
     );
-    add_partitions(&topic, 2).await;
+    add_partitions(&topic, 3).await;
     produce_n(&topic, 1, 1).await;
+    produce_n(&topic, 2, 1).await;
     // Long enough for several checks for new partitions.
     tokio::time::sleep(CHECK * 5).await;
     produce_n(&topic, 0, 2).await;

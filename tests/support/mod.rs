@@ -307,6 +307,21 @@ pub fn expected_id(mut entries: Vec<serde_json::Value>) -> serde_json::Value {
     serde_json::Value::Array(entries)
 }
 
+/// Runs `scripts/kafka-broker.sh ACTION` on the test broker (`stop`, `start`, `restart`):
+/// the broker keeps its port and data.
+///
+/// # Panics
+///
+/// When the script fails.
+pub fn broker(action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka-broker.sh");
+    let status = std::process::Command::new(script)
+        .args([action, &broker_dir()])
+        .status()
+        .expect("kafka-broker.sh runs");
+    assert!(status.success(), "kafka-broker.sh {action} failed");
+}
+
 /// The directory of the test broker, from `KAFKA_SSE_BROKER_DIR`, which
 /// `scripts/with-kafka.sh` sets.
 ///
