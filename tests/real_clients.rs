@@ -301,10 +301,17 @@ async fn chromium_shows_live_events_on_the_web_page() {
             .arg(&screenshot)
             .arg("60000"),
     );
-    // Produce until the page has shown enough (bounded): it starts at the live end.
+    // Produce until the page has shown enough (bounded): it starts at the live end. Events
+    // come from three wikis, which the chart counts by `server_name`.
+    let wikis = [
+        "en.wikipedia.org",
+        "de.wikipedia.org",
+        "commons.wikimedia.org",
+    ];
     let mut shown = None;
     for n in 0..300 {
-        produce(&topic, n % 2, &format!(r#"{{"n":{n},"title":"Page {n}","meta":{{"dt":"2026-11-22T12:00:00Z","domain":"en.wikipedia.org"}}}}"#), None).await;
+        let wiki = wikis[n as usize % wikis.len()];
+        produce(&topic, n % 2, &format!(r#"{{"n":{n},"title":"Page {n}","server_name":"{wiki}","meta":{{"dt":"2026-11-22T12:00:00Z","domain":"{wiki}"}}}}"#), None).await;
         if let Ok(result) = page.events.try_recv() {
             shown = Some(result);
             break;
@@ -321,6 +328,19 @@ async fn chromium_shows_live_events_on_the_web_page() {
     );
     let resume = id_json(shown["resume"].as_str().unwrap());
     assert_eq!(resume.as_array().unwrap().len(), 2);
+    // The chart counted the events per server_name, and drew them.
+    let chart = &shown["chart"];
+    assert!(chart["total"].as_u64().unwrap() >= 5, "{chart}");
+    assert!(chart["bars"].as_u64().unwrap() >= 1, "{chart}");
+    assert!(chart["series"].as_u64().unwrap() >= 2, "{chart}");
+    let legend = chart["legend"].as_array().unwrap();
+    assert!(
+        legend
+            .iter()
+            .all(|entry| wikis.iter().any(|w| entry.as_str().unwrap().contains(w))),
+        "{legend:?}"
+    );
+    assert!(chart["painted"].as_u64().unwrap() > 100, "{chart}");
     assert!(screenshot.exists());
     eprintln!("screenshot of the page: {}", screenshot.display());
     page.wait_success();
