@@ -805,9 +805,9 @@ async fn openapi_spec_describes_every_stream_and_alias_and_passes_a_validator() 
     assert_eq!(
         formats,
         [
-            "application/json",
+            "text/event-stream",
             "application/x-ndjson",
-            "text/event-stream"
+            "application/json"
         ]
     );
     assert!(events["description"].as_str().unwrap().contains("retry:"));

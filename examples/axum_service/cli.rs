@@ -33,8 +33,8 @@ pub struct Cli {
     )]
     pub streams: Vec<StreamArg>,
 
-    /// A TOML file of streams: `[[stream]]` tables with `name`, `topics`, `description`
-    /// and `drop_canary`.
+    /// A TOML file of streams: `[[stream]]` tables with `name`, `aliases`, `topics`,
+    /// `description` and `drop_canary`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
