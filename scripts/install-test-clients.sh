@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the third-party clients the test suite reads the example services with, each from
 # its own registry: Node's `eventsource` and `playwright-core` (npm, pinned in
-# tests/clients/package-lock.json), Python's `requests-sse` and `sseclient-py` (PyPI, pinned
-# in tests/clients/requirements.txt, into a virtualenv in the cache), and Debian's `chromium`
-# and `curl`. Re-running is cheap: whatever is installed already is kept.
+# tests/clients/package-lock.json), Python's `requests-sse` and `sseclient-py` and the
+# OpenAPI validator `openapi-spec-validator` (PyPI, pinned in tests/clients/requirements.txt,
+# into a virtualenv in the cache), and Debian's `chromium` and `curl`. Re-running is cheap: whatever is installed already is kept.
 #
 # Usage: scripts/install-test-clients.sh
 # Prints nothing on success but progress lines on stderr; the virtualenv's python is at

@@ -12,27 +12,11 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::service::{restartable_axum, Launch, Running};
+use support::service::{clients_python, restartable_axum, Launch, Running};
 use support::{create_topic, id_json, produce, WAIT};
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// The virtualenv python that has the Python clients.
-fn python() -> PathBuf {
-    let cache = std::env::var("KAFKA_SSE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/kafka-sse")
-        });
-    let python = cache.join("clients-venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-clients.sh (scripts/test.sh does)",
-        python.display()
-    );
-    python
 }
 
 fn node_script(name: &str) -> PathBuf {
@@ -208,7 +192,7 @@ async fn python_requests_sse_receives_events_and_resumes_from_a_saved_id() {
     let running = service(&topic);
     let url = running.url("/v2/stream/pages");
     let first = Client::spawn(
-        Command::new(python())
+        Command::new(clients_python())
             .arg(clients_dir().join("requests_sse_client.py"))
             .arg(&url)
             .arg("5"),
@@ -223,7 +207,7 @@ async fn python_requests_sse_receives_events_and_resumes_from_a_saved_id() {
     let saved_id = events.last().unwrap()["id"].as_str().unwrap().to_owned();
     produce_range(&topic, 1, 5..10).await;
     let resumed = Client::spawn(
-        Command::new(python())
+        Command::new(clients_python())
             .arg(clients_dir().join("requests_sse_client.py"))
             .arg(&url)
             .arg("5")
@@ -242,7 +226,7 @@ async fn python_sseclient_receives_events() {
     produce_range(&topic, 1, 0..5).await;
     let running = service(&topic);
     let client = Client::spawn(
-        Command::new(python())
+        Command::new(clients_python())
             .arg(clients_dir().join("sseclient_client.py"))
             .arg(running.url("/v2/stream/pages?since=0"))
             .arg("5"),
@@ -317,10 +301,17 @@ async fn chromium_shows_live_events_on_the_web_page() {
             .arg(&screenshot)
             .arg("60000"),
     );
-    // Produce until the page has shown enough (bounded): it starts at the live end.
+    // Produce until the page has shown enough (bounded): it starts at the live end. Events
+    // come from three wikis, which the chart counts by `server_name`.
+    let wikis = [
+        "en.wikipedia.org",
+        "de.wikipedia.org",
+        "commons.wikimedia.org",
+    ];
     let mut shown = None;
     for n in 0..300 {
-        produce(&topic, n % 2, &format!(r#"{{"n":{n},"title":"Page {n}","meta":{{"dt":"2026-11-22T12:00:00Z","domain":"en.wikipedia.org"}}}}"#), None).await;
+        let wiki = wikis[n as usize % wikis.len()];
+        produce(&topic, n % 2, &format!(r#"{{"n":{n},"title":"Page {n}","server_name":"{wiki}","meta":{{"dt":"2026-11-22T12:00:00Z","domain":"{wiki}"}}}}"#), None).await;
         if let Ok(result) = page.events.try_recv() {
             shown = Some(result);
             break;
@@ -337,6 +328,19 @@ async fn chromium_shows_live_events_on_the_web_page() {
     );
     let resume = id_json(shown["resume"].as_str().unwrap());
     assert_eq!(resume.as_array().unwrap().len(), 2);
+    // The chart counted the events per server_name, and drew them.
+    let chart = &shown["chart"];
+    assert!(chart["total"].as_u64().unwrap() >= 5, "{chart}");
+    assert!(chart["bars"].as_u64().unwrap() >= 1, "{chart}");
+    assert!(chart["series"].as_u64().unwrap() >= 2, "{chart}");
+    let legend = chart["legend"].as_array().unwrap();
+    assert!(
+        legend
+            .iter()
+            .all(|entry| wikis.iter().any(|w| entry.as_str().unwrap().contains(w))),
+        "{legend:?}"
+    );
+    assert!(chart["painted"].as_u64().unwrap() > 100, "{chart}");
     assert!(screenshot.exists());
     eprintln!("screenshot of the page: {}", screenshot.display());
     page.wait_success();

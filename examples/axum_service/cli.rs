@@ -23,11 +23,18 @@ pub struct Cli {
     pub brokers: Option<String>,
 
     /// A stream a client may ask for by name, over one or more topics. Repeatable.
-    #[arg(long = "stream", value_name = "NAME=TOPIC[,TOPIC...]", value_parser = parse_stream)]
+    ///
+    /// Aliases, other names for the same stream, follow the name after `|` (quote it in a
+    /// shell): `--stream 'recentchange|mediawiki.recentchange=eqiad.rc,codfw.rc'`.
+    #[arg(
+        long = "stream",
+        value_name = "NAME[|ALIAS...]=TOPIC[,TOPIC...]",
+        value_parser = parse_stream
+    )]
     pub streams: Vec<StreamArg>,
 
-    /// A TOML file of streams: `[[stream]]` tables with `name`, `topics`, `description`
-    /// and `drop_canary`.
+    /// A TOML file of streams: `[[stream]]` tables with `name`, `aliases`, `topics`,
+    /// `description` and `drop_canary`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -91,21 +98,27 @@ pub enum Ids {
     Timestamp,
 }
 
-/// One `--stream NAME=TOPIC[,TOPIC...]`.
+/// One `--stream NAME[|ALIAS...]=TOPIC[,TOPIC...]`.
+///
+/// `|` separates the names because it is in no stream name or Kafka topic name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamArg {
     /// The name clients use in `/v2/stream/{name}`.
     pub name: String,
+    /// Other names for the same stream.
+    pub aliases: Vec<String>,
     /// The topics the stream reads.
     pub topics: Vec<String>,
 }
 
 fn parse_stream(value: &str) -> Result<StreamArg, String> {
-    let (name, topics) = value
+    let (names, topics) = value
         .split_once('=')
-        .ok_or_else(|| format!("expected NAME=TOPIC[,TOPIC...], got {value:?}"))?;
+        .ok_or_else(|| format!("expected NAME[|ALIAS...]=TOPIC[,TOPIC...], got {value:?}"))?;
+    let mut names = names.split('|').map(|n| n.trim().to_owned());
     Ok(StreamArg {
-        name: name.trim().to_owned(),
+        name: names.next().unwrap_or_default(),
+        aliases: names.collect(),
         topics: topics.split(',').map(|t| t.trim().to_owned()).collect(),
     })
 }

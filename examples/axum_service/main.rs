@@ -22,6 +22,7 @@
 //! ```toml
 //! [[stream]]
 //! name = "recentchange"
+//! aliases = ["mediawiki.recentchange"]   # other names for the same stream
 //! topics = ["eqiad.mediawiki.recentchange", "codfw.mediawiki.recentchange"]
 //! description = "Every change to every wiki"
 //! drop_canary = true   # keep monitoring's canary events (meta.domain "canary") out
@@ -29,20 +30,24 @@
 //!
 //! Routes:
 //!
-//! - `GET /v2/stream/{a,b,...}`: the named streams' events together; query `since`,
-//!   `last-event-id` and repeatable `filter=FIELD=VALUE` / `filter=FIELD!=VALUE`.
-//! - `GET /v2/streams`: the streams as JSON, with their topics and descriptions.
+//! - `GET /v2/stream/{a,b,...}`: the named streams' events together (names or aliases);
+//!   query `since`, `last-event-id` and repeatable `filter=FIELD=VALUE` /
+//!   `filter=FIELD!=VALUE`.
+//! - `GET /v2/streams`: the streams as JSON, with their aliases, topics and descriptions.
 //! - `GET /metrics`: Prometheus text. `GET /healthz`: whether Kafka answers.
-//! - `GET /`: a page that shows a stream live in the browser.
+//! - `GET /`: a page that shows a stream live in the browser, with a chart of event counts.
+//! - `GET /?spec`: the OpenAPI document of the service, streams included; `GET /?doc`: a
+//!   page that renders it (Swagger UI, served from `/doc/`, no network needed).
 //!
 //! Every error is an `application/problem+json` body; `--help` lists the flags.
 //!
 //! The files, one concept each: `cli.rs` the flags; `service.rs` start-up and the stream
-//! route's one library call; `catalog.rs` the named streams and their filters; `limit.rs`
-//! the stream limits; `routes.rs` the axum router; `listener.rs` how the service listens;
-//! `server.rs` how connections are served, with their timeouts and caps; `shutdown.rs`
-//! graceful shutdown; `demo.rs` and `generator.rs` the embedded
-//! demo cluster and its events; `index.html` the web page.
+//! route's one library call; `catalog.rs` the named streams, their aliases and filters;
+//! `limit.rs` the stream limits; `routes.rs` the axum router; `openapi.rs` the OpenAPI
+//! document and its page; `listener.rs` how the service listens; `server.rs` how
+//! connections are served, with their timeouts and caps; `shutdown.rs` graceful shutdown;
+//! `demo.rs` and `generator.rs` the embedded demo cluster and its events; `index.html` the
+//! web page.
 
 mod catalog;
 mod cli;
@@ -50,6 +55,7 @@ mod demo;
 mod generator;
 mod limit;
 mod listener;
+mod openapi;
 mod routes;
 mod server;
 mod service;

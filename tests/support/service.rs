@@ -81,6 +81,27 @@ fn newest_input(binary: &Path) -> Option<SystemTime> {
         .max()
 }
 
+/// The python of the virtualenv that `scripts/install-test-clients.sh` fills with the
+/// Python clients and tools (requests-sse, sseclient-py, openapi-spec-validator).
+///
+/// # Panics
+///
+/// When it is missing.
+pub fn clients_python() -> PathBuf {
+    let cache = std::env::var("KAFKA_SSE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/kafka-sse")
+        });
+    let python = cache.join("clients-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-test-clients.sh (scripts/test.sh does)",
+        python.display()
+    );
+    python
+}
+
 /// How to start an example service.
 #[derive(Debug, Clone)]
 pub struct Launch {
