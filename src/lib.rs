@@ -145,6 +145,8 @@ mod assignment;
 mod blocking;
 mod body;
 mod builder;
+mod compact_id;
+mod compact_parse;
 mod consumer;
 mod deserializer;
 mod encoder;
@@ -173,6 +175,7 @@ mod since;
 mod sources;
 mod start;
 mod telemetry;
+mod topic_info;
 
 pub use crate::assignment::{AssignmentEntry, Start};
 pub use crate::builder::KafkaSseBuilder;
@@ -180,7 +183,7 @@ pub use crate::deserializer::{
     deserializer_fn, BoxError, Deserializer, DeserializerFn, JsonPassThrough, RawUtf8,
 };
 pub use crate::error::{Error, Problem};
-pub use crate::event_id::{event_id_fn, EventIdCodec, EventIdFn, OffsetIds, TimestampIds};
+pub use crate::event_id::{event_id_fn, EventIdCodec, EventIdFn, IdForm, OffsetIds, TimestampIds};
 pub use crate::event_stream::EventStream;
 pub use crate::filter::{filter_fn, FieldFilter, Filter, FilterFn};
 pub use crate::http::{LAST_EVENT_ID_HEADER, START_ID_HEADER};
@@ -192,6 +195,7 @@ pub use crate::position::PartitionPosition;
 pub use crate::request::{Format, StreamRequest};
 pub use crate::response_body::ResponseBody;
 pub use crate::since::parse_since;
+pub use crate::topic_info::TopicInfo;
 pub use bytes::Bytes;
 pub use rdkafka;
 
