@@ -110,7 +110,9 @@
 //! - `since` (epoch milliseconds or ISO-8601) starts each partition at its first message at
 //!   or after that time, or its end if there is none.
 //! - A `Last-Event-ID` ([`parse_last_event_id`]) lists topics and partitions with an offset
-//!   or a timestamp, and defines the assignment exactly.
+//!   or a timestamp, and defines the assignment exactly. It is read in the EventStreams JSON
+//!   form or the compact form, whichever the server writes ([`IdForm`]: by default JSON up
+//!   to 8 partitions, compact beyond, so ids stay small in headers and URLs).
 //! - Every `id:` lists every assigned partition, sorted by topic then partition, with the
 //!   next offset not yet delivered; a partition that delivered nothing yet has its concrete
 //!   start offset, so nothing produced while a client is away is lost.
