@@ -205,6 +205,20 @@ mod tests {
     }
 
     #[test]
+    fn partitions_reach_the_largest_32_bit_integer_and_no_further() {
+        let last = parse_last_event_id("k1~t~~_v___w8A").unwrap();
+        assert_eq!(
+            last,
+            [AssignmentEntry::Partition {
+                topic: "t".into(),
+                partition: i32::MAX,
+                start: Some(Start::Offset(0))
+            }]
+        );
+        assert!(refusal("k1~t~~gICAgBAA").contains("32-bit"));
+    }
+
+    #[test]
     fn ignores_attributes_it_does_not_know() {
         let entries = parse_last_event_id("k1~t~zfuture-1.c3~AAA").unwrap();
         assert_eq!(
