@@ -47,7 +47,7 @@ fn decode_attributes(
     }
     let (mut covers, mut topic_id) = (None, None);
     for attribute in attributes.split('.') {
-        let (key, value) = attribute.split_at(attribute.len().min(1));
+        let (key, value) = attribute.split_at_checked(1).unwrap_or(("", attribute));
         let valid_value = value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
@@ -196,6 +196,8 @@ mod tests {
             "k1~t~iAAAAAAAAAAAAAAAAAAAAAB~AAA",
             "k1~t~c1..~AAA",
             "k1~t~~_v____8P",
+            "k1~t~\u{373}~AAA",
+            "k1~t~c1.\u{e9}x~AAA",
         ];
         for id in bad {
             let reason = refusal(id);
@@ -245,6 +247,7 @@ mod tests {
             input in prop_oneof![
                 ".{0,300}",
                 "k1~[a-zA-Z0-9._~-]{0,300}",
+                "k1~[a-z]{1,3}~\\PC{0,8}~\\PC{0,12}",
                 "k1~[a-z]{1,3}~[a-z0-9.]{0,12}~[a-zA-Z0-9_-]{0,40}(~[a-z]{0,3}~[ci0-9.]{0,5}~[a-zA-Z0-9_-]{0,20}){0,3}",
             ]
         ) {
