@@ -35,13 +35,32 @@ pub enum AssignmentEntry {
         /// Where to start; `None` means the request's default start.
         start: Option<Start>,
     },
+    /// The id listed every partition of the topic, `partitions` of them, so any partition
+    /// at or past that count is new to the client. Only compact ids carry it.
+    Covers {
+        /// The topic.
+        topic: String,
+        /// How many partitions the topic had.
+        partitions: i32,
+    },
+    /// The topic's Kafka id when the id was written, so a topic created again under the
+    /// same name can be told apart. Only compact ids carry it.
+    TopicId {
+        /// The topic.
+        topic: String,
+        /// The Kafka topic id, as Kafka writes it (22 characters of unpadded base64url).
+        id: String,
+    },
 }
 
 impl AssignmentEntry {
     /// The topic the entry names.
     pub fn topic(&self) -> &str {
         match self {
-            AssignmentEntry::Topic(topic) | AssignmentEntry::Partition { topic, .. } => topic,
+            AssignmentEntry::Topic(topic)
+            | AssignmentEntry::Partition { topic, .. }
+            | AssignmentEntry::Covers { topic, .. }
+            | AssignmentEntry::TopicId { topic, .. } => topic,
         }
     }
 }
@@ -152,6 +171,7 @@ pub(crate) fn expand(
                             start: start.unwrap_or(default_start),
                         });
                     }
+                    AssignmentEntry::Covers { .. } | AssignmentEntry::TopicId { .. } => {}
                 }
             }
         }

@@ -112,7 +112,9 @@
 //! - `since` (epoch milliseconds or ISO-8601) starts each partition at its first message at
 //!   or after that time, or its end if there is none.
 //! - A `Last-Event-ID` ([`parse_last_event_id`]) lists topics and partitions with an offset
-//!   or a timestamp, and defines the assignment exactly.
+//!   or a timestamp, and defines the assignment exactly. It is read in the EventStreams JSON
+//!   form or the compact form, whichever the server writes ([`IdForm`]: by default JSON up
+//!   to 8 partitions, compact beyond, so ids stay small in headers and URLs).
 //! - Every `id:` lists every assigned partition, sorted by topic then partition, with the
 //!   next offset not yet delivered; a partition that delivered nothing yet has its concrete
 //!   start offset, so nothing produced while a client is away is lost.
@@ -151,6 +153,8 @@ mod assignment;
 mod blocking;
 mod body;
 mod builder;
+mod compact_id;
+mod compact_parse;
 mod consumer;
 mod deserializer;
 mod encoder;
@@ -182,6 +186,7 @@ mod since;
 mod sources;
 mod start;
 mod telemetry;
+mod topic_info;
 
 pub use crate::assignment::{AssignmentEntry, Start};
 pub use crate::builder::KafkaSseBuilder;
@@ -189,7 +194,7 @@ pub use crate::deserializer::{
     deserializer_fn, BoxError, Deserializer, DeserializerFn, JsonPassThrough, RawUtf8,
 };
 pub use crate::error::{Error, Problem};
-pub use crate::event_id::{event_id_fn, EventIdCodec, EventIdFn, OffsetIds, TimestampIds};
+pub use crate::event_id::{event_id_fn, EventIdCodec, EventIdFn, IdForm, OffsetIds, TimestampIds};
 pub use crate::event_stream::EventStream;
 pub use crate::filter::{filter_fn, FieldFilter, Filter, FilterFn};
 pub use crate::http::{LAST_EVENT_ID_HEADER, START_ID_HEADER};
@@ -201,6 +206,7 @@ pub use crate::position::PartitionPosition;
 pub use crate::request::{Format, StreamRequest};
 pub use crate::response_body::ResponseBody;
 pub use crate::since::parse_since;
+pub use crate::topic_info::TopicInfo;
 pub use bytes::Bytes;
 pub use rdkafka;
 

@@ -85,12 +85,18 @@ wait_listening() {
   done
 }
 
-# start_axum LOG NAME=TOPIC...: starts the crate's axum_service; sets SERVER_PID, SERVER_URL.
+# start_axum LOG NAME=TOPIC... [-- ARGS...]: starts the crate's axum_service, with ARGS added
+# to its command line; sets SERVER_PID, SERVER_URL.
 start_axum() {
   local log_file="$1" port args=()
   shift
   port="$(free_port)"
-  for stream in "$@"; do args+=(--stream "$stream"); done
+  while (($#)) && [[ "$1" != -- ]]; do
+    args+=(--stream "$1")
+    shift
+  done
+  (($#)) && shift
+  args+=("$@")
   "$AXUM_SERVICE" --listen "127.0.0.1:$port" --brokers "$KAFKA_BROKERS" --max-connection-duration 0 \
     "${args[@]}" >"$log_file" 2>&1 &
   SERVER_PID=$!

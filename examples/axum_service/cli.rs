@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use humantime::parse_duration;
+use kafka_sse::IdForm;
 
 /// Streams Kafka topics to HTTP clients as Server-Sent Events.
 ///
@@ -42,6 +43,11 @@ pub struct Cli {
     /// event (for topics mirrored across datacenters).
     #[arg(long, value_enum, default_value_t = Ids::Offset)]
     pub ids: Ids,
+
+    /// How event ids are written: the EventStreams JSON form up to 8 partitions and the
+    /// compact form beyond (auto), or always one form. Either form is accepted back.
+    #[arg(long, value_enum, default_value_t = IdFormat::Auto)]
+    pub id_format: IdFormat,
 
     /// How long a stream may stay silent before it sends a heartbeat.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
@@ -96,6 +102,28 @@ pub enum Ids {
     Offset,
     /// `{"topic","partition","timestamp"}`: the timestamp of the last event received.
     Timestamp,
+}
+
+/// The `--id-format` choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdFormat {
+    /// JSON up to 8 partitions, compact beyond.
+    Auto,
+    /// `[{"topic":"t","partition":0,"offset":42}]`, as EventStreams writes them.
+    Json,
+    /// `k1~t~~AFQ`: a few bytes per partition, URL-safe.
+    Compact,
+}
+
+impl IdFormat {
+    /// The library's name for this form.
+    pub fn form(self) -> IdForm {
+        match self {
+            IdFormat::Auto => IdForm::Auto,
+            IdFormat::Json => IdForm::Json,
+            IdFormat::Compact => IdForm::Compact,
+        }
+    }
 }
 
 /// One `--stream NAME[|ALIAS...]=TOPIC[,TOPIC...]`.

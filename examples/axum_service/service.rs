@@ -76,8 +76,8 @@ impl Service {
             .deserializer(JsonWithMeta)
             .heartbeat(cli.heartbeat);
         builder = match cli.ids {
-            Ids::Offset => builder.event_ids(OffsetIds),
-            Ids::Timestamp => builder.event_ids(TimestampIds),
+            Ids::Offset => builder.event_ids(OffsetIds.with_form(cli.id_format.form())),
+            Ids::Timestamp => builder.event_ids(TimestampIds.with_form(cli.id_format.form())),
         };
         if let Some(duration) = cli.max_connection_duration() {
             builder = builder.max_connection_duration(duration);

@@ -1,5 +1,6 @@
 //! `Last-Event-ID` decoding: [`parse_last_event_id`] and the codecs' `decode`, on any text
-//! a client can send.
+//! a client can send. Text starting with `k` is a compact id, which the `compact_id` target
+//! covers; everything else is read as JSON.
 //!
 //! Beyond "never panics", every input must give:
 //! - the same answer from `parse_last_event_id`, `OffsetIds.decode` and
@@ -24,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    if text.starts_with('k') {
+        return;
+    }
     let parsed = parse_last_event_id(text);
     let answer = format!("{parsed:?}");
     assert_eq!(format!("{:?}", OffsetIds.decode(text)), answer);
@@ -63,10 +67,10 @@ fn check_round_trip(entry: &AssignmentEntry) {
     };
     let id = match *start {
         Start::Offset(offset) => {
-            OffsetIds.encode(&[PartitionPosition::new(topic.as_str(), *partition, offset)])
+            OffsetIds::json().encode(&[PartitionPosition::new(topic.as_str(), *partition, offset)])
         }
         Start::Timestamp(millis) => {
-            TimestampIds
+            TimestampIds::json()
                 .encode(&[PartitionPosition::new(topic.as_str(), *partition, 0)
                     .with_last_timestamp(millis)])
         }

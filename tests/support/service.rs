@@ -253,6 +253,12 @@ fn log_path(example: Example) -> PathBuf {
 /// A `launch` for the axum service with one stream, on a loopback address fixed for all its
 /// calls: a restarted service comes back where its clients reconnect.
 pub fn restartable_axum(stream: &str, topic: &str) -> impl Fn() -> Running {
+    restartable_axum_with(stream, topic, &[])
+}
+
+/// [`restartable_axum`] with more command-line arguments.
+pub fn restartable_axum_with(stream: &str, topic: &str, args: &[&str]) -> impl Fn() -> Running {
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
     let address = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free loopback port")
@@ -263,6 +269,7 @@ pub fn restartable_axum(stream: &str, topic: &str) -> impl Fn() -> Running {
             .listen(address.clone())
             .arg("--stream")
             .arg(stream.clone())
+            .args(args.clone())
             .start()
     }
 }
