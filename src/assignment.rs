@@ -151,6 +151,7 @@ pub(crate) fn expand(
             }
         }
         Some(entries) => {
+            let mut covered = Vec::new();
             for entry in entries {
                 match entry {
                     AssignmentEntry::Topic(topic) => push_all(topic, &mut requested)?,
@@ -171,7 +172,29 @@ pub(crate) fn expand(
                             start: start.unwrap_or(default_start),
                         });
                     }
-                    AssignmentEntry::Covers { .. } | AssignmentEntry::TopicId { .. } => {}
+                    AssignmentEntry::Covers { topic, partitions } => {
+                        covered.push((topic, *partitions));
+                    }
+                    // Topic ids cannot be looked up (rust-rdkafka does not expose them).
+                    AssignmentEntry::TopicId { .. } => {}
+                }
+            }
+            // An id that covered every partition its topic had follows the topic: the
+            // partitions added since start at their log start.
+            for (topic, had) in covered {
+                let topic: Arc<str> = topic.as_str().into();
+                follows.insert(topic.clone());
+                for partition in had.max(0)..count_of(&topic)? {
+                    let named = requested
+                        .iter()
+                        .any(|r| r.topic == topic && r.partition == partition);
+                    if !named {
+                        requested.push(RequestedPartition {
+                            topic: topic.clone(),
+                            partition,
+                            start: Start::Earliest,
+                        });
+                    }
                 }
             }
         }

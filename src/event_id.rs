@@ -93,7 +93,7 @@ impl IdForm {
         self.compact(positions)
             .then(|| compact_id::encode(positions, topics, &mark_of))
             .flatten()
-            .unwrap_or_else(|| encode_json(positions, mark_of))
+            .unwrap_or_else(|| encode_json(positions, topics, mark_of))
     }
 }
 
@@ -220,8 +220,12 @@ impl EventIdCodec for TimestampIds {
     }
 }
 
+/// The JSON form. The first entry of a topic the stream reads whole carries
+/// `"partitions":N`, how many the topic had: on resume, partitions added since then are new
+/// to the client. Other readers of the id ignore the field.
 fn encode_json(
     positions: &[PartitionPosition],
+    topics: &[TopicInfo],
     mark_of: impl Fn(&PartitionPosition) -> Mark,
 ) -> String {
     let mut id = String::with_capacity(positions.len() * 48);
@@ -233,6 +237,15 @@ fn encode_json(
         id.push_str("{\"topic\":");
         write_json_string(&mut id, &position.topic);
         let _ = write!(id, ",\"partition\":{}", position.partition);
+        let first_of_topic = index == 0 || positions[index - 1].topic != position.topic;
+        let covers = topics
+            .iter()
+            .find(|topic| topic.topic == position.topic)
+            .and_then(|topic| topic.covers)
+            .filter(|&covers| covers >= 0);
+        if let (true, Some(covers)) = (first_of_topic, covers) {
+            let _ = write!(id, ",\"partitions\":{covers}");
+        }
         let _ = match mark_of(position) {
             Mark::Offset(offset) => write!(id, ",\"offset\":{offset}}}"),
             Mark::Timestamp(timestamp) => write!(id, ",\"timestamp\":{timestamp}}}"),

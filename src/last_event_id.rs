@@ -16,7 +16,9 @@ use crate::Error;
 /// `{"topic": "t", "partition": 0, "timestamp": 1700000000000}`. When an object has both
 /// `offset` and `timestamp`, the offset wins; an object with neither starts at the request's
 /// default. Unknown fields are ignored, so ids from other tools still work. Every entry is
-/// kept: the result has one entry per array element, in order.
+/// kept: the result has one entry per array element, in order, followed by an
+/// [`AssignmentEntry::Covers`] for each object that carries `"partitions": N` (this
+/// server writes it on the first entry of a topic the stream reads whole).
 ///
 /// # The compact form
 ///
@@ -82,11 +84,25 @@ pub fn parse_last_event_id(value: &str) -> Result<Vec<AssignmentEntry>, Error> {
             "the array names no topic or partition",
         ));
     }
-    items
+    let mut entries = items
         .iter()
         .enumerate()
         .map(|(index, item)| parse_entry(item).map_err(|reason| entry_error(index, reason)))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    entries.extend(items.iter().filter_map(covers_entry));
+    Ok(entries)
+}
+
+/// The `"partitions":N` an entry may carry: how many partitions its topic had when the id
+/// was made, all of them in the id.
+fn covers_entry(item: &Value) -> Option<AssignmentEntry> {
+    let fields = item.as_object()?;
+    let topic = fields.get("topic")?.as_str()?;
+    let partitions = fields.get("partitions")?.as_u64()?;
+    Some(AssignmentEntry::Covers {
+        topic: topic.to_owned(),
+        partitions: i32::try_from(partitions).ok()?,
+    })
 }
 
 fn entry_error(index: usize, reason: &str) -> Error {

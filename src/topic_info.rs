@@ -57,3 +57,18 @@ impl TopicInfo {
         self
     }
 }
+
+/// What a stream's ids say of its topics: each topic it reads whole (`follows`) covers the
+/// partitions it has in `positions`.
+pub(crate) fn followed(
+    positions: &[crate::PartitionPosition],
+    follows: &std::collections::BTreeSet<Arc<str>>,
+) -> Vec<TopicInfo> {
+    follows
+        .iter()
+        .map(|topic| {
+            let partitions = positions.iter().filter(|p| p.topic == *topic).count();
+            TopicInfo::new(topic.clone()).with_covers(i32::try_from(partitions).unwrap_or(i32::MAX))
+        })
+        .collect()
+}
