@@ -46,7 +46,8 @@
 //! 3. where its messages come from: `feed.rs` (its own consumer or a shared live stream, and
 //!    the moves between them), `sources.rs`, `fanout.rs` and `hub.rs`, `consumer.rs`;
 //! 4. Kafka look-ups and the start policy: `lookup.rs` (I/O), `start.rs` (pure),
-//!    `kafka_error.rs` (what librdkafka's errors mean), `health.rs`;
+//!    `kafka_error.rs` (what librdkafka's errors mean), `refusal.rs` (why Kafka refused
+//!    the client), `health.rs`;
 //! 5. pure pieces: framing, ids, `Last-Event-ID` and `since` parsing, filters, deserializers.
 //!
 //! Three plug-ins shape the events: an [`EventIdCodec`] ([`OffsetIds`], [`TimestampIds`]),
@@ -165,6 +166,7 @@ mod last_event_id;
 mod lookup;
 mod message;
 mod position;
+mod refusal;
 mod request;
 mod response_body;
 mod session;

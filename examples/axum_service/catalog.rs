@@ -2,9 +2,8 @@
 //! become the library's allow-list and filter.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use http::StatusCode;
 use kafka_sse::{FieldFilter, Filter, Message, Problem};
 use serde::{Deserialize, Serialize};
@@ -32,14 +31,6 @@ pub struct StreamDef {
     pub drop_canary: bool,
 }
 
-/// The `--config` file: `[[stream]]` tables.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[serde(default, rename = "stream")]
-    streams: Vec<StreamDef>,
-}
-
 /// The streams of one service, in the order they were configured.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -58,17 +49,18 @@ pub struct Selection {
 }
 
 impl Catalog {
-    /// The streams from `--config` and `--stream`, or `defaults` when neither gives any.
+    /// The streams of the `--config` file (`from_file`) and of `--stream`, or `defaults`
+    /// when neither gives any.
     ///
     /// # Errors
     ///
-    /// An unreadable or invalid config file, a name or topic that is empty or not
-    /// `[A-Za-z0-9._-]`, or a name used twice.
-    pub fn from_cli(cli: &Cli, defaults: Vec<StreamDef>) -> anyhow::Result<Catalog> {
-        let mut streams = match &cli.config {
-            Some(path) => read_config(path)?,
-            None => Vec::new(),
-        };
+    /// A name or topic that is empty or not `[A-Za-z0-9._-]`, or a name used twice.
+    pub fn from_cli(
+        cli: &Cli,
+        from_file: Vec<StreamDef>,
+        defaults: Vec<StreamDef>,
+    ) -> anyhow::Result<Catalog> {
+        let mut streams = from_file;
         streams.extend(cli.streams.iter().map(|arg| StreamDef {
             name: arg.name.clone(),
             topics: arg.topics.clone(),
@@ -153,14 +145,6 @@ impl Catalog {
         }
         Ok(selection)
     }
-}
-
-fn read_config(path: &Path) -> anyhow::Result<Vec<StreamDef>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the stream config {}", path.display()))?;
-    let config: ConfigFile = toml::from_str(&text)
-        .with_context(|| format!("parsing the stream config {}", path.display()))?;
-    Ok(config.streams)
 }
 
 fn check_name(what: &str, name: &str) -> anyhow::Result<()> {

@@ -45,8 +45,10 @@
 
 mod catalog;
 mod cli;
+mod config_file;
 mod demo;
 mod generator;
+mod kafka_config;
 mod limit;
 mod listener;
 mod routes;
