@@ -2,8 +2,9 @@
 //! `--config` file and from `--kafka`, `--kafka-from-env` and `--kafka-from-file`.
 //!
 //! A secret (a password, a key) can come from an environment variable or a file, so that it
-//! need not sit in a process listing, a shell history or the config file. No value of a
-//! secret-like property is ever shown: not in `Debug`, not in a log line, not in an error.
+//! need not sit in a process listing, a shell history or the config file. Values are never
+//! shown, in `Debug`, a log line or an error, except those of a few harmless properties
+//! (the brokers, the security protocol, the user name, file paths).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -115,7 +116,7 @@ impl KafkaSettings {
             if on_command_line.insert(key.clone(), arg.flag).is_some() {
                 bail!("kafka property {key} is given twice on the command line");
             }
-            if let (Source::Literal(_), true) = (&source, is_secret(&key)) {
+            if let (Source::Literal(_), true) = (&source, is_credential(&key)) {
                 tracing::warn!(
                     "kafka property {key} is given on the command line, where the process \
                      listing shows it; --kafka-from-env or --kafka-from-file keep it out"
@@ -150,8 +151,8 @@ impl KafkaSettings {
 }
 
 impl fmt::Display for KafkaSettings {
-    /// `key=value, ...`, with the values of secret-like properties redacted and the others
-    /// shown, or where they come from.
+    /// `key=value, ...`, each value shown only when it is harmless (see [`SHOWN`]) and
+    /// otherwise redacted, or where it comes from.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (n, (key, (source, _))) in self.settings.iter().enumerate() {
             if n > 0 {
@@ -169,15 +170,15 @@ impl fmt::Debug for KafkaSettings {
     }
 }
 
-/// A property as logs show it: `key=value`, `key=env:VAR`, `key=file:PATH`, or
-/// `key=[redacted]` for the literal value of a secret-like property.
+/// A property as logs show it: `key=value` for the few in [`SHOWN`], `key=env:VAR`,
+/// `key=file:PATH`, or `key=[redacted]`.
 struct Shown<'a>(&'a str, &'a Source);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Shown(key, source) = self;
         match source {
-            Source::Literal(_) if is_secret(key) => write!(f, "{key}=[redacted]"),
+            Source::Literal(_) if is_hidden(key) => write!(f, "{key}=[redacted]"),
             Source::Literal(value) => write!(f, "{key}={value}"),
             Source::Env(name) => write!(f, "{key}=env:{name}"),
             Source::File(path) => write!(f, "{key}=file:{}", path.display()),
@@ -185,10 +186,39 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
-/// Whether a property may hold a credential (as the library redacts them): passwords,
-/// secrets, tokens, private keys, JAAS and OAUTHBEARER configurations; not the paths of
-/// files (`*.location`), which are shown.
-pub fn is_secret(key: &str) -> bool {
+/// The properties whose literal values logs and `Debug` show. Every other value is
+/// `[redacted]`, a misspelt secret property (`sasl.pasword`) included.
+const SHOWN: [&str; 20] = [
+    "bootstrap.servers",
+    "client.id",
+    "client.rack",
+    "debug",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.kerberos.service.name",
+    "sasl.kerberos.principal",
+    "sasl.oauthbearer.method",
+    "sasl.oauthbearer.client.id",
+    "sasl.oauthbearer.scope",
+    "sasl.oauthbearer.token.endpoint.url",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.endpoint.identification.algorithm",
+    "enable.ssl.certificate.verification",
+    "fetch.wait.max.ms",
+];
+
+/// Whether logs and `Debug` hide the literal value of `key`.
+fn is_hidden(key: &str) -> bool {
+    !SHOWN.contains(&key)
+}
+
+/// Whether a property holds a credential (passwords, secrets, tokens, private keys, JAAS
+/// and OAUTHBEARER configurations), which should not be given on the command line.
+fn is_credential(key: &str) -> bool {
     let hints = [
         "password",
         "secret",
@@ -198,7 +228,7 @@ pub fn is_secret(key: &str) -> bool {
         "key",
         "oauthbearer.config",
     ];
-    !key.ends_with(".location") && hints.iter().any(|hint| key.contains(hint))
+    !key.ends_with(".location") && hints.iter().any(|hint| key.contains(hint)) && is_hidden(key)
 }
 
 /// Collects the `[kafka]` table's entries: `"sasl.password" = "..."`, or dotted keys
@@ -257,5 +287,45 @@ fn read(key: &str, source: &Source) -> anyhow::Result<String> {
             let value = text.strip_suffix('\n').unwrap_or(&text);
             Ok(value.strip_suffix('\r').unwrap_or(value).to_owned())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_show_where_values_come_from_but_no_secret() {
+        let args = [
+            KafkaArg::literal("sasl.password=pw-1f0e").unwrap(),
+            KafkaArg::literal("sasl.pasword=pw-2b7c").unwrap(),
+            KafkaArg::literal("sasl.username=alice").unwrap(),
+            KafkaArg::env("ssl.key.password=KEY_PW").unwrap(),
+            KafkaArg::literal("malformed:pw-93aa").unwrap(),
+        ];
+        let debug = format!("{args:?}");
+        assert!(
+            debug.contains("--kafka-from-env ssl.key.password=env:KEY_PW"),
+            "{debug}"
+        );
+        assert!(debug.contains("sasl.username=alice"), "{debug}");
+        assert!(!debug.contains("pw-"), "{debug}");
+
+        std::env::set_var("KAFKA_CONFIG_TEST_KEY_PW", "pw-6d51");
+        let table: toml::Table = toml::from_str(
+            "sasl.password = \"pw-0c4d\"\n\
+             ssl.key.password = { env = \"KAFKA_CONFIG_TEST_KEY_PW\" }\n\
+             fetch.wait.max.ms = 50\n",
+        )
+        .unwrap();
+        let settings = KafkaSettings::new(&table, &[&args[2]]).unwrap();
+        assert_eq!(settings.get("ssl.key.password"), Some("pw-6d51"));
+        assert_eq!(settings.get("fetch.wait.max.ms"), Some("50"));
+        let shown = format!("{settings} {settings:?}");
+        assert!(
+            shown.contains("ssl.key.password=env:KAFKA_CONFIG_TEST_KEY_PW"),
+            "{shown}"
+        );
+        assert!(!shown.contains("pw-"), "{shown}");
     }
 }
