@@ -129,6 +129,21 @@
 //! stream with one `event: error` frame that carries the current id, so the client resumes
 //! without loss.
 //!
+//! # Secured clusters and feature flags
+//!
+//! TLS, mutual TLS and SASL are librdkafka properties of the [`ClientConfig`](rdkafka::ClientConfig)
+//! (`security.protocol`, `ssl.*`, `sasl.*`); the features choose what librdkafka is built
+//! with. The README's "Connecting to a secured cluster" has the lines for each setup.
+//!
+//! - `ssl` (default): TLS, mutual TLS and SASL/SCRAM with the system's OpenSSL.
+//! - `ssl-vendored`: the same with OpenSSL built from source.
+//! - `gssapi`, `gssapi-vendored`: SASL/GSSAPI (Kerberos) with Cyrus SASL.
+//! - `curl`, `curl-static`: OAUTHBEARER with OIDC token fetching, over libcurl.
+//!
+//! A client that Kafka refuses (a wrong password, an untrusted certificate) gets
+//! [`Error::KafkaAuthentication`], a 503 whose message, for the log, names librdkafka's
+//! reason. No error, log line or `Debug` output shows a password, secret, token or key.
+//!
 //! # Observability
 //!
 //! Logs and spans go through `tracing`; counters, gauges and histograms through `metrics`

@@ -17,7 +17,16 @@
 //!     --max-connections-per-ip 4
 //! ```
 //!
-//! `--config streams.toml` describes streams in a file:
+//! A secured cluster takes librdkafka properties, secrets from the environment or a file:
+//!
+//! ```text
+//! KAFKA_PASSWORD=... cargo run --release --example axum_service -- \
+//!     --brokers broker-1.example.com:9093 --kafka security.protocol=SASL_SSL \
+//!     --kafka sasl.mechanism=SCRAM-SHA-512 --kafka sasl.username=kafka-sse \
+//!     --kafka-from-env sasl.password=KAFKA_PASSWORD --stream recentchange=recentchange
+//! ```
+//!
+//! `--config streams.toml` describes streams, and Kafka settings, in a file:
 //!
 //! ```toml
 //! [[stream]]
@@ -25,6 +34,10 @@
 //! topics = ["eqiad.mediawiki.recentchange", "codfw.mediawiki.recentchange"]
 //! description = "Every change to every wiki"
 //! drop_canary = true   # keep monitoring's canary events (meta.domain "canary") out
+//!
+//! [kafka]              # any librdkafka property; the command line wins
+//! "security.protocol" = "SASL_SSL"
+//! "sasl.password" = { file = "/run/secrets/kafka-password" }   # or { env = "VAR" }
 //! ```
 //!
 //! Routes:
@@ -38,7 +51,9 @@
 //! Every error is an `application/problem+json` body; `--help` lists the flags.
 //!
 //! The files, one concept each: `cli.rs` the flags; `service.rs` start-up and the stream
-//! route's one library call; `catalog.rs` the named streams and their filters; `limit.rs`
+//! route's one library call; `config_file.rs` the `--config` file; `kafka_config.rs` the
+//! librdkafka properties and where secrets come from; `catalog.rs` the named streams and
+//! their filters; `limit.rs`
 //! the connection limits; `routes.rs` the axum router; `listener.rs` how connections are
 //! accepted; `shutdown.rs` graceful shutdown; `demo.rs` and `generator.rs` the embedded
 //! demo cluster and its events; `index.html` the web page.
