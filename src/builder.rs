@@ -71,13 +71,13 @@ impl KafkaSseBuilder {
         }
     }
 
-    /// The event-id codec. Defaults to [`OffsetIds`].
+    /// The event-id codec. Defaults to [`OffsetIds`](crate::OffsetIds).
     pub fn event_ids(mut self, codec: impl EventIdCodec) -> Self {
         self.settings.event_ids = Arc::new(codec);
         self
     }
 
-    /// The message deserializer. Defaults to [`JsonPassThrough`].
+    /// The message deserializer. Defaults to [`JsonPassThrough`](crate::JsonPassThrough).
     pub fn deserializer(mut self, deserializer: impl Deserializer) -> Self {
         self.settings.deserializer = Arc::new(deserializer);
         self
