@@ -44,8 +44,10 @@ impl Service {
     ///
     /// # Errors
     ///
-    /// An invalid stream configuration, a client configuration librdkafka rejects, a demo
-    /// cluster that does not start, or `--ids timestamp` on the demo cluster.
+    /// An unreadable or invalid config file, a malformed Kafka setting or a secret that
+    /// cannot be read, an invalid stream configuration, a client configuration librdkafka
+    /// rejects, a demo cluster that does not start, or `--ids timestamp` on the demo
+    /// cluster. No message shows a Kafka setting's value.
     pub fn start(cli: &Cli) -> anyhow::Result<Started> {
         let file = ConfigFile::read(cli.config.as_deref())?;
         let kafka = KafkaSettings::new(file.kafka(), &cli.kafka_args())?;
