@@ -138,7 +138,8 @@
 //! - `ssl` (default): TLS, mutual TLS and SASL/SCRAM with the system's OpenSSL.
 //! - `ssl-vendored`: the same with OpenSSL built from source.
 //! - `gssapi`, `gssapi-vendored`: SASL/GSSAPI (Kerberos) with Cyrus SASL.
-//! - `curl`, `curl-static`: OAUTHBEARER with OIDC token fetching, over libcurl.
+//! - `curl`, `curl-static`: OAUTHBEARER with OIDC token fetching, over libcurl (librdkafka
+//!   then builds with CMake).
 //!
 //! A client that Kafka refuses (a wrong password, an untrusted certificate) gets
 //! [`Error::KafkaAuthentication`], a 503 whose message, for the log, names librdkafka's
