@@ -48,7 +48,8 @@
 //!    `shared_event.rs`,
 //!    `consumer.rs`;
 //! 4. Kafka look-ups and the start policy: `lookup.rs` (I/O), `start.rs` (pure),
-//!    `kafka_error.rs` (what librdkafka's errors mean), `health.rs`;
+//!    `kafka_error.rs` (what librdkafka's errors mean), `refusal.rs` (why Kafka refused
+//!    the client), `health.rs`;
 //! 5. pure pieces: framing, ids, `Last-Event-ID` and `since` parsing, filters, deserializers.
 //!
 //! Three plug-ins shape the events: an [`EventIdCodec`] ([`OffsetIds`], [`TimestampIds`]),
@@ -136,6 +137,22 @@
 //! stream with one `event: error` frame that carries the current id, so the client resumes
 //! without loss.
 //!
+//! # Secured clusters and feature flags
+//!
+//! TLS, mutual TLS and SASL are librdkafka properties of the [`ClientConfig`](rdkafka::ClientConfig)
+//! (`security.protocol`, `ssl.*`, `sasl.*`); the features choose what librdkafka is built
+//! with. The README's "Connecting to a secured cluster" has the lines for each setup.
+//!
+//! - `ssl` (default): TLS, mutual TLS and SASL/SCRAM with the system's OpenSSL.
+//! - `ssl-vendored`: the same with OpenSSL built from source.
+//! - `gssapi`, `gssapi-vendored`: SASL/GSSAPI (Kerberos) with Cyrus SASL.
+//! - `curl`, `curl-static`: OAUTHBEARER with OIDC token fetching, over libcurl (librdkafka
+//!   then builds with CMake).
+//!
+//! A client that Kafka refuses (a wrong password, an untrusted certificate) gets
+//! [`Error::KafkaAuthentication`], a 503 whose message, for the log, names librdkafka's
+//! reason. No error, log line or `Debug` output shows a password, secret, token or key.
+//!
 //! # Observability
 //!
 //! Logs and spans go through `tracing`; counters, gauges and histograms through `metrics`
@@ -177,6 +194,7 @@ mod last_event_id;
 mod lookup;
 mod message;
 mod position;
+mod refusal;
 mod request;
 mod response_body;
 mod session;

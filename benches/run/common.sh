@@ -85,20 +85,24 @@ wait_listening() {
   done
 }
 
-# start_axum LOG NAME=TOPIC... [-- ARGS...]: starts the crate's axum_service, with ARGS added
-# to its command line; sets SERVER_PID, SERVER_URL.
+# start_axum LOG NAME=TOPIC... [-- ARGS...]: starts the crate's axum_service, with ARGS
+# (such as --kafka KEY=VALUE) after the streams, against BROKERS (default KAFKA_BROKERS);
+# sets SERVER_PID, SERVER_URL.
 start_axum() {
   local log_file="$1" port args=()
   shift
   port="$(free_port)"
-  while (($#)) && [[ "$1" != -- ]]; do
+  while (($#)); do
+    if [[ "$1" == -- ]]; then
+      shift
+      args+=("$@")
+      break
+    fi
     args+=(--stream "$1")
     shift
   done
-  (($#)) && shift
-  args+=("$@")
-  "$AXUM_SERVICE" --listen "127.0.0.1:$port" --brokers "$KAFKA_BROKERS" --max-connection-duration 0 \
-    "${args[@]}" >"$log_file" 2>&1 &
+  "$AXUM_SERVICE" --listen "127.0.0.1:$port" --brokers "${BROKERS:-$KAFKA_BROKERS}" \
+    --max-connection-duration 0 "${args[@]}" >"$log_file" 2>&1 &
   SERVER_PID=$!
   STARTED_PIDS+=("$SERVER_PID")
   SERVER_URL="http://127.0.0.1:$port"

@@ -6,9 +6,8 @@
 //! each stream, and each topic, is read once.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use http::StatusCode;
 use kafka_sse::{FieldFilter, Filter, Message, Problem};
 use serde::{Deserialize, Serialize};
@@ -41,14 +40,6 @@ pub struct StreamDef {
     pub drop_canary: bool,
 }
 
-/// The `--config` file: `[[stream]]` tables.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[serde(default, rename = "stream")]
-    streams: Vec<StreamDef>,
-}
-
 /// The streams of one service, in the order they were configured.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -68,17 +59,19 @@ pub struct Selection {
 }
 
 impl Catalog {
-    /// The streams from `--config` and `--stream`, or `defaults` when neither gives any.
+    /// The streams of the `--config` file (`from_file`) and of `--stream`, or `defaults`
+    /// when neither gives any.
     ///
     /// # Errors
     ///
-    /// An unreadable or invalid config file, a name, alias or topic that is empty or not
-    /// `[A-Za-z0-9._-]`, or a name or alias used twice.
-    pub fn from_cli(cli: &Cli, defaults: Vec<StreamDef>) -> anyhow::Result<Catalog> {
-        let mut streams = match &cli.config {
-            Some(path) => read_config(path)?,
-            None => Vec::new(),
-        };
+    /// A name, alias or topic that is empty or not `[A-Za-z0-9._-]`, or a name or alias
+    /// used twice.
+    pub fn from_cli(
+        cli: &Cli,
+        from_file: Vec<StreamDef>,
+        defaults: Vec<StreamDef>,
+    ) -> anyhow::Result<Catalog> {
+        let mut streams = from_file;
         streams.extend(cli.streams.iter().map(|arg| StreamDef {
             name: arg.name.clone(),
             aliases: arg.aliases.clone(),
@@ -181,14 +174,6 @@ impl Catalog {
         }
         Ok(selection)
     }
-}
-
-fn read_config(path: &Path) -> anyhow::Result<Vec<StreamDef>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the stream config {}", path.display()))?;
-    let config: ConfigFile = toml::from_str(&text)
-        .with_context(|| format!("parsing the stream config {}", path.display()))?;
-    Ok(config.streams)
 }
 
 fn check_name(what: &str, name: &str) -> anyhow::Result<()> {

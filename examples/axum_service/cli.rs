@@ -8,6 +8,8 @@ use clap::{Parser, ValueEnum};
 use humantime::parse_duration;
 use kafka_sse::IdForm;
 
+use crate::kafka_config::KafkaArg;
+
 /// Streams Kafka topics to HTTP clients as Server-Sent Events.
 ///
 /// Without brokers (no `--brokers`, no `KAFKA_BROKERS`) it starts an embedded demo cluster
@@ -19,9 +21,27 @@ pub struct Cli {
     #[arg(long, default_value = "127.0.0.1:8092")]
     pub listen: SocketAddr,
 
-    /// Kafka bootstrap servers. Without them, an embedded demo cluster is started.
+    /// Kafka bootstrap servers (or `bootstrap.servers` in `--kafka` or the config file's
+    /// `[kafka]` table). Without them, an embedded demo cluster is started.
     #[arg(long, env = "KAFKA_BROKERS", value_name = "HOST:PORT,...")]
     pub brokers: Option<String>,
+
+    /// A librdkafka client property, such as `security.protocol=SASL_SSL`,
+    /// `sasl.mechanism=SCRAM-SHA-512`, `sasl.username=NAME` or `ssl.ca.location=FILE`.
+    /// Repeatable; overrides the config file's `[kafka]` table. A secret given here shows in
+    /// the process listing: use --kafka-from-env or --kafka-from-file for those.
+    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = KafkaArg::literal)]
+    pub kafka: Vec<KafkaArg>,
+
+    /// A librdkafka client property whose value is read from an environment variable, such
+    /// as `sasl.password=KAFKA_PASSWORD`. Repeatable.
+    #[arg(long = "kafka-from-env", value_name = "KEY=VAR", value_parser = KafkaArg::env)]
+    pub kafka_from_env: Vec<KafkaArg>,
+
+    /// A librdkafka client property whose value is read from a file (one trailing line
+    /// break dropped), such as `sasl.password=/run/secrets/kafka-password`. Repeatable.
+    #[arg(long = "kafka-from-file", value_name = "KEY=PATH", value_parser = KafkaArg::file)]
+    pub kafka_from_file: Vec<KafkaArg>,
 
     /// A stream a client may ask for by name, over one or more topics. Repeatable.
     ///
@@ -34,8 +54,10 @@ pub struct Cli {
     )]
     pub streams: Vec<StreamArg>,
 
-    /// A TOML file of streams: `[[stream]]` tables with `name`, `aliases`, `topics`,
-    /// `description` and `drop_canary`.
+    /// A TOML file of streams and Kafka settings: `[[stream]]` tables with `name`,
+    /// `aliases`, `topics`, `description` and `drop_canary`, and a `[kafka]` table of
+    /// librdkafka properties, each a value or `{ env = "VAR" }` / `{ file = "PATH" }` to read
+    /// it from there.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -158,6 +180,15 @@ impl Cli {
             .as_deref()
             .map(str::trim)
             .filter(|b| !b.is_empty())
+    }
+
+    /// Every `--kafka`, `--kafka-from-env` and `--kafka-from-file`.
+    pub fn kafka_args(&self) -> Vec<&KafkaArg> {
+        self.kafka
+            .iter()
+            .chain(&self.kafka_from_env)
+            .chain(&self.kafka_from_file)
+            .collect()
     }
 
     /// The connection duration limit, `None` for `0`.

@@ -17,7 +17,16 @@
 //!     --max-connections-per-ip 4
 //! ```
 //!
-//! `--config streams.toml` describes streams in a file:
+//! A secured cluster takes librdkafka properties, secrets from the environment or a file:
+//!
+//! ```text
+//! KAFKA_PASSWORD=... cargo run --release --example axum_service -- \
+//!     --brokers broker-1.example.com:9093 --kafka security.protocol=SASL_SSL \
+//!     --kafka sasl.mechanism=SCRAM-SHA-512 --kafka sasl.username=kafka-sse \
+//!     --kafka-from-env sasl.password=KAFKA_PASSWORD --stream recentchange=recentchange
+//! ```
+//!
+//! `--config streams.toml` describes streams, and Kafka settings, in a file:
 //!
 //! ```toml
 //! [[stream]]
@@ -26,6 +35,10 @@
 //! topics = ["eqiad.mediawiki.recentchange", "codfw.mediawiki.recentchange"]
 //! description = "Every change to every wiki"
 //! drop_canary = true   # keep monitoring's canary events (meta.domain "canary") out
+//!
+//! [kafka]              # any librdkafka property; the command line wins
+//! "security.protocol" = "SASL_SSL"
+//! "sasl.password" = { file = "/run/secrets/kafka-password" }   # or { env = "VAR" }
 //! ```
 //!
 //! Routes:
@@ -42,17 +55,20 @@
 //! Every error is an `application/problem+json` body; `--help` lists the flags.
 //!
 //! The files, one concept each: `cli.rs` the flags; `service.rs` start-up and the stream
-//! route's one library call; `catalog.rs` the named streams, their aliases and filters;
-//! `limit.rs` the stream limits; `routes.rs` the axum router; `openapi.rs` the OpenAPI
-//! document and its page; `listener.rs` how the service listens; `server.rs` how
-//! connections are served, with their timeouts and caps; `shutdown.rs` graceful shutdown;
-//! `demo.rs` and `generator.rs` the embedded demo cluster and its events; `index.html` the
-//! web page.
+//! route's one library call; `config_file.rs` the `--config` file; `kafka_config.rs` the
+//! librdkafka properties and where secrets come from; `catalog.rs` the named streams, their
+//! aliases and filters; `limit.rs` the stream limits; `routes.rs` the axum router;
+//! `openapi.rs` the OpenAPI document and its page; `listener.rs` how the service listens;
+//! `server.rs` how connections are served, with their timeouts and caps; `shutdown.rs`
+//! graceful shutdown; `demo.rs` and `generator.rs` the embedded demo cluster and its
+//! events; `index.html` the web page.
 
 mod catalog;
 mod cli;
+mod config_file;
 mod demo;
 mod generator;
+mod kafka_config;
 mod limit;
 mod listener;
 mod openapi;

@@ -107,8 +107,19 @@ pub fn clients_python() -> PathBuf {
 pub struct Launch {
     example: Example,
     args: Vec<String>,
-    brokers: Option<String>,
+    brokers: Brokers,
     listen: String,
+    env: Vec<(String, String)>,
+}
+
+/// The `--brokers` a service is started with.
+#[derive(Debug, Clone)]
+enum Brokers {
+    /// The test broker's plaintext listener ([`brokers`]).
+    TestBroker,
+    /// None: the embedded demo cluster, or what the other arguments name.
+    Omitted,
+    Given(String),
 }
 
 impl Launch {
@@ -126,20 +137,34 @@ impl Launch {
         Launch {
             example,
             args: Vec::new(),
-            brokers: Some(brokers()),
+            brokers: Brokers::TestBroker,
             listen: "127.0.0.1:0".to_owned(),
+            env: Vec::new(),
         }
     }
 
-    /// Without brokers: the embedded demo cluster.
+    /// Without `--brokers`: the embedded demo cluster, unless `bootstrap.servers` is given
+    /// another way (`--kafka`, the config file).
     pub fn demo(mut self) -> Self {
-        self.brokers = None;
+        self.brokers = Brokers::Omitted;
         self
+    }
+
+    /// Without `--brokers`: the same as [`Launch::demo`], for a service told its brokers
+    /// another way.
+    pub fn without_brokers_flag(self) -> Self {
+        self.demo()
     }
 
     /// Against these brokers instead of the test broker.
     pub fn brokers(mut self, brokers: &str) -> Self {
-        self.brokers = Some(brokers.to_owned());
+        self.brokers = Brokers::Given(brokers.to_owned());
+        self
+    }
+
+    /// With this environment variable set for the service.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -174,8 +199,15 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(log).expect("a log file for the service"));
-        if let Some(brokers) = &self.brokers {
-            command.arg("--brokers").arg(brokers);
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
+        match &self.brokers {
+            Brokers::TestBroker => {
+                command.arg("--brokers").arg(brokers());
+            }
+            Brokers::Given(brokers) => {
+                command.arg("--brokers").arg(brokers);
+            }
+            Brokers::Omitted => {}
         }
         command
     }
