@@ -153,6 +153,10 @@ async fn a_pre_growth_id_resumes_with_the_new_partition(
     produce_n(&topic, 0, 1).await;
     let (seen, last_id) = events_and_raw_id(&mut reader, 1).await;
     assert_eq!(seen, [(0, 1)]);
+    assert!(
+        last_id.contains(r#""partitions":1"#),
+        "the id says the topic had one partition: {last_id}"
+    );
     drop(reader);
 
     add_partitions(&topic, 2).await;
