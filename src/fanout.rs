@@ -79,6 +79,15 @@ impl FanOut {
         Join::Behind
     }
 
+    /// How many requests wait to start a hub for `key`, besides the one starting it.
+    pub(crate) fn waiting_to_start(&self, key: &HubKey) -> usize {
+        self.starting
+            .lock()
+            .expect("hub start lock")
+            .get(key)
+            .map_or(0, |lock| Arc::strong_count(lock).saturating_sub(2))
+    }
+
     /// Waits until no other request is starting the hub for `key`, and holds that right
     /// until the returned lock drops: requests that arrive together for a stream nobody
     /// reads yet open one consumer between them, and the rest join its hub.
