@@ -87,17 +87,22 @@ wait_listening() {
 
 # start_axum LOG NAME=TOPIC...: starts the crate's axum_service; sets SERVER_PID, SERVER_URL.
 start_axum() {
-  local log_file="$1" port args=()
-  shift
-  port="$(free_port)"
+  start_axum_binary "$AXUM_SERVICE" "$(free_port)" "$@"
+}
+
+# start_axum_binary BINARY PORT LOG NAME=TOPIC...: starts an axum_service binary (this
+# crate's, or one built from an older commit) on PORT; sets SERVER_PID, SERVER_URL.
+start_axum_binary() {
+  local binary="$1" port="$2" log_file="$3" args=()
+  shift 3
   for stream in "$@"; do args+=(--stream "$stream"); done
-  "$AXUM_SERVICE" --listen "127.0.0.1:$port" --brokers "$KAFKA_BROKERS" --max-connection-duration 0 \
+  "$binary" --listen "127.0.0.1:$port" --brokers "$KAFKA_BROKERS" --max-connection-duration 0 \
     "${args[@]}" >"$log_file" 2>&1 &
   SERVER_PID=$!
   STARTED_PIDS+=("$SERVER_PID")
   SERVER_URL="http://127.0.0.1:$port"
   wait_listening "$SERVER_PID" "$port"
-  log "axum_service pid $SERVER_PID at $SERVER_URL"
+  log "$(basename "$binary") pid $SERVER_PID at $SERVER_URL"
 }
 
 # start_kafkasse LOG NAME=TOPIC...: starts KafkaSSE's Node server; sets SERVER_PID, SERVER_URL.
