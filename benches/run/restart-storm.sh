@@ -92,7 +92,7 @@ done
     --column consumers_peak_after_restart="Consumers peak after restart" \
     --column rss_peak_before_kill_mib="Peak RSS before kill (MiB)" \
     --column rss_peak_after_restart_mib="Peak RSS after restart (MiB)" \
-    --column loadavg="Load (1 min) at end"
+    --column loadavg_at_kill="Load (1 min) at kill" --column loadavg="Load (1 min) at end"
   echo
   echo "Times run from the moment the service was started again (the script spawns it; it"
   echo "listens after the time shown, read at 0.2 s resolution). A client has caught up once"

@@ -91,7 +91,7 @@ pub fn emit(result: &Value, file: Option<&str>) -> anyhow::Result<()> {
 }
 
 /// The one-minute load average (Linux).
-fn load_average() -> Option<f64> {
+pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()

@@ -40,7 +40,7 @@ pub struct Peaks {
 impl Peaks {
     pub fn to_json(self) -> Value {
         json!({
-            "consumers": self.consumers,
+            "consumers": self.consumers.map(|c| c.round() as u64),
             "kafka_clients": self.kafka_clients,
             "rss_mib": self.rss_kib as f64 / 1024.0,
             "threads": self.threads,

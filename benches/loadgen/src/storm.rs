@@ -202,6 +202,7 @@ pub async fn run_storm(spec: StormSpec, label: &str) -> anyhow::Result<Value> {
     let first_pid = spec.server_pid;
     let first_peak_kib = first_pid.and_then(peak_rss_kib);
     let first_cpu_s = first_pid.and_then(|pid| crate::probe::cpu_seconds(Some(pid)));
+    let loadavg_at_kill = crate::report::load_average();
     write_control(&spec.control, "ready", &now_ms().to_string())?;
     eprintln!(
         "ready: {} events produced; waiting for the kill",
@@ -299,6 +300,7 @@ pub async fn run_storm(spec: StormSpec, label: &str) -> anyhow::Result<Value> {
             first_cpu_s,
             server_cpu_s,
             live_before_kill: live,
+            loadavg_at_kill,
         },
     ))
 }
@@ -321,6 +323,8 @@ struct Moments {
     first_cpu_s: Option<f64>,
     server_cpu_s: Option<f64>,
     live_before_kill: bool,
+    /// The one-minute load average when the clients were ready.
+    loadavg_at_kill: Option<f64>,
 }
 
 fn summary(
@@ -363,6 +367,8 @@ fn summary(
         .then(|| catch_up.iter().max().map(Duration::as_secs_f64))
         .flatten();
     let mib = |kib: Option<u64>| kib.map(|k| k as f64 / 1024.0);
+    // The gauge counts consumers: whole numbers.
+    let count = |gauge: f64| gauge.round() as u64;
     let mut out = json!({
         "label": label,
         "url": format!("http://{}", spec.target.addr),
@@ -370,6 +376,7 @@ fn summary(
         "connected": at.connected,
         "connect_phase_s": at.connect_phase.as_secs_f64(),
         "live_before_kill": at.live_before_kill,
+        "loadavg_at_kill": at.loadavg_at_kill,
         "rate": spec.feed.rate,
         "down_s": at.restart_ms.saturating_sub(at.killed_ms) as f64 / 1e3,
         "listening_after_s": at.listening_ms.saturating_sub(at.restart_ms) as f64 / 1e3,
@@ -398,9 +405,9 @@ fn summary(
         "retry_ms_min": retry_low,
         "retry_ms_max": retry_high,
         "default_retry_ms": spec.default_retry.as_millis() as u64,
-        "consumers_peak_before_kill": watched.before.consumers,
-        "consumers_peak_after_restart": watched.after.consumers,
-        "consumers_at_end": watched.consumers_timeline.last().map(|(_, c)| c),
+        "consumers_peak_before_kill": watched.before.consumers.map(count),
+        "consumers_peak_after_restart": watched.after.consumers.map(count),
+        "consumers_at_end": watched.consumers_timeline.last().map(|&(_, c)| count(c)),
         "kafka_clients_peak_after_restart": watched.after.kafka_clients,
         "server_before_kill": watched.before.to_json(),
         "server_after_restart": watched.after.to_json(),
