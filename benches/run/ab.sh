@@ -15,7 +15,8 @@
 #   NEW_AXUM_SERVICE: defaults to this checkout's target/release/examples/axum_service.
 # Environment: COUNT (default 200000), SIZE (default 1024), CLIENTS (default 1000), RATE
 # (default 100), DURATION (default 20s), REPEAT (turns per binary, default 2), OLD_LABEL
-# and NEW_LABEL (row names, default "old" and "new"); see common.sh.
+# and NEW_LABEL (row names, default "old" and "new"), SCENARIOS (default "drain fanout");
+# see common.sh.
 set -euo pipefail
 # shellcheck source=benches/run/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -35,6 +36,7 @@ DURATION="${DURATION:-20s}"
 REPEAT="${REPEAT:-2}"
 OLD_LABEL="${OLD_LABEL:-old}"
 NEW_LABEL="${NEW_LABEL:-new}"
+SCENARIOS="${SCENARIOS:-drain fanout}"
 OUT="$(results_dir ab)"
 DRAIN="$OUT/drain.jsonl"
 FANOUT="$OUT/fanout.jsonl"
@@ -44,9 +46,11 @@ ID="$(from_start_id "$DRAIN_TOPIC")"
 
 log "old: $OLD"
 log "new: $NEW"
-log "filling $DRAIN_TOPIC with $COUNT events of $SIZE bytes"
-loadgen 900 fill --brokers "$KAFKA_BROKERS" --topic "$DRAIN_TOPIC" --count "$COUNT" --size "$SIZE" \
-  --label fill --json-out "$OUT/fill.jsonl" >/dev/null
+if [[ " $SCENARIOS " == *" drain "* ]]; then
+  log "filling $DRAIN_TOPIC with $COUNT events of $SIZE bytes"
+  loadgen 900 fill --brokers "$KAFKA_BROKERS" --topic "$DRAIN_TOPIC" --count "$COUNT" --size "$SIZE" \
+    --label fill --json-out "$OUT/fill.jsonl" >/dev/null
+fi
 
 # drain BINARY LABEL: a fresh service, one SSE client drains the topic.
 drain() {
@@ -67,18 +71,17 @@ fanout() {
   stop_server "$SERVER_PID"
 }
 
-for ((round = 1; round <= REPEAT; round++)); do
-  for side in old new; do
-    if [[ $side == old ]]; then binary="$OLD" label="$OLD_LABEL"; else binary="$NEW" label="$NEW_LABEL"; fi
-    log "drain, $label, turn $round (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    drain "$binary" "$label"
-  done
-done
-for ((round = 1; round <= REPEAT; round++)); do
-  for side in old new; do
-    if [[ $side == old ]]; then binary="$OLD" label="$OLD_LABEL"; else binary="$NEW" label="$NEW_LABEL"; fi
-    log "fan-out, $label, turn $round (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    fanout "$binary" "$label"
+for scenario in $SCENARIOS; do
+  for ((round = 1; round <= REPEAT; round++)); do
+    for side in old new; do
+      if [[ $side == old ]]; then binary="$OLD" label="$OLD_LABEL"; else binary="$NEW" label="$NEW_LABEL"; fi
+      log "$scenario, $label, turn $round (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+      case "$scenario" in
+        drain) drain "$binary" "$label" ;;
+        fanout) fanout "$binary" "$label" ;;
+        *) die "unknown scenario $scenario (drain, fanout)" ;;
+      esac
+    done
   done
 done
 
@@ -106,13 +109,7 @@ for key in keys:
 EOF
 }
 
-{
-  echo "## Before and after: $OLD_LABEL vs $NEW_LABEL, turns taken old, new, old, new"
-  echo
-  machine
-  echo "- old binary: $OLD"
-  echo "- new binary: $NEW"
-  echo
+drain_table() {
   echo "### Drain: $COUNT events of $SIZE bytes, one SSE client"
   echo
   "$LOADGEN" report --input "$DRAIN" --column label=Service --column events=Events \
@@ -122,6 +119,9 @@ EOF
   echo
   compare "$DRAIN" events_per_sec server_cpu_us_per_event
   echo
+}
+
+fanout_table() {
   echo "### Fan-out: $CLIENTS clients on one live stream at $RATE events/s, $DURATION"
   echo
   "$LOADGEN" report --input "$FANOUT" --column label=Service --column connected=Connected \
@@ -133,6 +133,17 @@ EOF
   echo
   compare "$FANOUT" latency_p50_ms latency_p99_ms server_cpu_s server_cpu_us_per_event rss_connected_mib
   echo
+}
+
+{
+  echo "## Before and after: $OLD_LABEL vs $NEW_LABEL, turns taken old, new, old, new"
+  echo
+  machine
+  echo "- old binary: $OLD"
+  echo "- new binary: $NEW"
+  echo
+  if [[ -s "$DRAIN" ]]; then drain_table; fi
+  if [[ -s "$FANOUT" ]]; then fanout_table; fi
   echo "Server CPU is user + system time of the service process: over the drain, per event;"
   echo "over the fan-out window, in all and per event delivered to a client. The spread is"
   echo "(max - min) / mean over one binary's turns, the larger of the two binaries: a ratio"
