@@ -102,10 +102,11 @@ for key in keys:
         print(f"| {key} | – | – | – | – |")
         continue
     mean = {side: sum(v) / len(v) for side, v in values.items()}
-    spread = max((max(v) - min(v)) / (sum(v) / len(v)) for v in values.values() if sum(v))
+    spreads = [(max(v) - min(v)) / (sum(v) / len(v)) for v in values.values() if len(v) > 1 and sum(v)]
     fmt = lambda v: ", ".join(f"{x:,.2f}" if abs(x) < 100 else f"{x:,.0f}" for x in v)
     ratio = mean[new] / mean[old] if mean[old] else float("nan")
-    print(f"| {key} | {fmt(values[old])} | {fmt(values[new])} | {ratio:.3f} | {spread * 100:.1f} % |")
+    spread = f"{max(spreads) * 100:.1f} %" if spreads else "– (one turn each)"
+    print(f"| {key} | {fmt(values[old])} | {fmt(values[new])} | {ratio:.3f} | {spread} |")
 EOF
 }
 
