@@ -25,7 +25,7 @@ use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use kafka_sse::rdkafka::ClientConfig;
 use kafka_sse::{KafkaSse, Problem, ResponseBody, START_ID_HEADER};
@@ -113,7 +113,12 @@ async fn main() -> anyhow::Result<()> {
         };
         let (sse, streams) = (sse.clone(), streams.clone());
         let service = service_fn(move |request| handle(sse.clone(), streams.clone(), request));
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
+        // A client gets 10 s to send a request head, the first or the next on a kept-alive
+        // connection; slow and idle connections cannot pile up.
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(tcp), service);
         tokio::spawn(graceful.watch(connection));
     }
     // End every stream after a whole frame, and give the responses ten seconds to finish.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the third-party clients the test suite reads the example services with, each from
 # its own registry: Node's `eventsource` and `playwright-core` (npm, pinned in
-# tests/clients/package-lock.json), Python's `requests-sse` and `sseclient-py` (PyPI, pinned
-# in tests/clients/requirements.txt, into a virtualenv in the cache), and Debian's `chromium`
-# and `curl`. Re-running is cheap: whatever is installed already is kept.
+# tests/clients/package-lock.json), Python's `requests-sse` and `sseclient-py` and the
+# OpenAPI validator `openapi-spec-validator` (PyPI, pinned in tests/clients/requirements.txt,
+# into a virtualenv in the cache), and Debian's `chromium`, `curl` and `nginx` (the reverse
+# proxy tests/reverse_proxy.rs starts as the current user with its stock proxy settings).
+# Re-running is cheap: whatever is installed already is kept.
 #
 # Usage: scripts/install-test-clients.sh
 # Prints nothing on success but progress lines on stderr; the virtualenv's python is at
@@ -18,6 +20,7 @@ say() { echo "install-test-clients: $*" >&2; }
 missing_debs=()
 command -v chromium >/dev/null || missing_debs+=(chromium)
 command -v curl >/dev/null || missing_debs+=(curl)
+[[ -x /usr/sbin/nginx ]] || missing_debs+=(nginx)
 if ((${#missing_debs[@]})); then
   say "installing ${missing_debs[*]} from Debian"
   as_root=()

@@ -35,13 +35,32 @@ pub enum AssignmentEntry {
         /// Where to start; `None` means the request's default start.
         start: Option<Start>,
     },
+    /// The id listed every partition of the topic, `partitions` of them, so any partition
+    /// at or past that count is new to the client. Only compact ids carry it.
+    Covers {
+        /// The topic.
+        topic: String,
+        /// How many partitions the topic had.
+        partitions: i32,
+    },
+    /// The topic's Kafka id when the id was written, so a topic created again under the
+    /// same name can be told apart. Only compact ids carry it.
+    TopicId {
+        /// The topic.
+        topic: String,
+        /// The Kafka topic id, as Kafka writes it (22 characters of unpadded base64url).
+        id: String,
+    },
 }
 
 impl AssignmentEntry {
     /// The topic the entry names.
     pub fn topic(&self) -> &str {
         match self {
-            AssignmentEntry::Topic(topic) | AssignmentEntry::Partition { topic, .. } => topic,
+            AssignmentEntry::Topic(topic)
+            | AssignmentEntry::Partition { topic, .. }
+            | AssignmentEntry::Covers { topic, .. }
+            | AssignmentEntry::TopicId { topic, .. } => topic,
         }
     }
 }
@@ -94,7 +113,8 @@ pub(crate) struct Expanded {
 /// entries, they define the assignment exactly: a topic entry brings all its partitions, a
 /// partition entry just that one. Naming a partition twice is an error, so no entry is ever
 /// silently dropped. The request follows every topic it reads whole: every allowed topic
-/// without entries, and the topics of topic entries.
+/// without entries, the topics of topic entries, and the topics whose every partition the
+/// entries name.
 pub(crate) fn expand(
     allowed: &[String],
     entries: Option<&[AssignmentEntry]>,
@@ -131,6 +151,7 @@ pub(crate) fn expand(
             }
         }
         Some(entries) => {
+            let mut covered = Vec::new();
             for entry in entries {
                 match entry {
                     AssignmentEntry::Topic(topic) => push_all(topic, &mut requested)?,
@@ -151,6 +172,29 @@ pub(crate) fn expand(
                             start: start.unwrap_or(default_start),
                         });
                     }
+                    AssignmentEntry::Covers { topic, partitions } => {
+                        covered.push((topic, *partitions));
+                    }
+                    // Topic ids cannot be looked up (rust-rdkafka does not expose them).
+                    AssignmentEntry::TopicId { .. } => {}
+                }
+            }
+            // An id that covered every partition its topic had follows the topic: the
+            // partitions added since start at their log start.
+            for (topic, had) in covered {
+                let topic: Arc<str> = topic.as_str().into();
+                follows.insert(topic.clone());
+                for partition in had.max(0)..count_of(&topic)? {
+                    let named = requested
+                        .iter()
+                        .any(|r| r.topic == topic && r.partition == partition);
+                    if !named {
+                        requested.push(RequestedPartition {
+                            topic: topic.clone(),
+                            partition,
+                            start: Start::Earliest,
+                        });
+                    }
                 }
             }
         }
@@ -168,6 +212,17 @@ pub(crate) fn expand(
                 "topic {} partition {} is named twice",
                 partition.topic, partition.partition
             )));
+        }
+    }
+    // An id naming every partition a topic has reads the topic whole, as the stream that
+    // made it did.
+    let mut named: HashMap<&Arc<str>, i32> = HashMap::new();
+    for partition in &requested {
+        *named.entry(&partition.topic).or_default() += 1;
+    }
+    for (topic, count) in named {
+        if partition_counts.get(&**topic) == Some(&count) {
+            follows.insert(topic.clone());
         }
     }
     Ok(Expanded {

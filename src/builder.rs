@@ -38,7 +38,26 @@ impl KafkaSse {
     ///
     /// Every stream's consumer is created from this configuration, with auto-commit off, no
     /// consumer group needed, and a small prefetch (see
-    /// [`KafkaSseBuilder::consumer_queue_kbytes`]).
+    /// [`KafkaSseBuilder::consumer_queue_kbytes`]). Any librdkafka property applies to them
+    /// all, TLS and SASL included (the `ssl` feature, on by default, builds librdkafka with
+    /// OpenSSL):
+    ///
+    /// ```no_run
+    /// use kafka_sse::{rdkafka::ClientConfig, KafkaSse};
+    ///
+    /// let mut config = ClientConfig::new();
+    /// config
+    ///     .set("bootstrap.servers", "broker-1.example.com:9093")
+    ///     .set("security.protocol", "SASL_SSL")
+    ///     .set("sasl.mechanism", "SCRAM-SHA-512")
+    ///     .set("sasl.username", "kafka-sse")
+    ///     .set("sasl.password", std::env::var("KAFKA_PASSWORD")?);
+    /// let sse = KafkaSse::builder(config).build()?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// The builder's and the service's `Debug` show the brokers and the options, never the
+    /// rest of the configuration.
     pub fn builder(config: ClientConfig) -> KafkaSseBuilder {
         KafkaSseBuilder::new(config)
     }
@@ -52,13 +71,13 @@ impl KafkaSseBuilder {
         }
     }
 
-    /// The event-id codec. Defaults to [`OffsetIds`].
+    /// The event-id codec. Defaults to [`OffsetIds`](crate::OffsetIds).
     pub fn event_ids(mut self, codec: impl EventIdCodec) -> Self {
         self.settings.event_ids = Arc::new(codec);
         self
     }
 
-    /// The message deserializer. Defaults to [`JsonPassThrough`].
+    /// The message deserializer. Defaults to [`JsonPassThrough`](crate::JsonPassThrough).
     pub fn deserializer(mut self, deserializer: impl Deserializer) -> Self {
         self.settings.deserializer = Arc::new(deserializer);
         self
@@ -189,7 +208,10 @@ impl KafkaSseBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when librdkafka rejects the configuration.
+    /// [`Error::Config`] when librdkafka rejects the configuration, such as
+    /// `security.protocol=SSL` in a build without the `ssl` feature. Credentials are checked
+    /// only when a client connects: a refused one makes requests fail with
+    /// [`Error::KafkaAuthentication`].
     pub fn build(self) -> Result<KafkaSse, Error> {
         KafkaSse::new(self.config, self.settings)
     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::position::Positions;
 use crate::shared_event::SharedEvent;
-use crate::{frame, Error, EventIdCodec, Format};
+use crate::{frame, Error, EventIdCodec, Format, TopicInfo};
 
 /// Turns what a stream has to say into frames of its [`Format`]: SSE frames with ids, or
 /// NDJSON lines, which carry no ids and no comments.
@@ -16,6 +16,8 @@ pub(crate) struct Encoder {
     sse: bool,
     event_ids: Arc<dyn EventIdCodec>,
     retry: Option<Duration>,
+    /// What the ids say of the stream's topics.
+    topics: Vec<TopicInfo>,
 }
 
 impl Encoder {
@@ -23,17 +25,25 @@ impl Encoder {
         format: Format,
         event_ids: Arc<dyn EventIdCodec>,
         retry: Option<Duration>,
+        topics: Vec<TopicInfo>,
     ) -> Self {
         Encoder {
             sse: format == Format::Sse,
             event_ids,
             retry,
+            topics,
         }
+    }
+
+    /// Replaces what the ids say of the stream's topics (after partitions were added).
+    pub(crate) fn set_topics(&mut self, topics: Vec<TopicInfo>) {
+        self.topics = topics;
     }
 
     /// The event id of `positions`.
     pub(crate) fn id(&self, positions: &Positions) -> String {
-        self.event_ids.encode(positions.as_slice())
+        self.event_ids
+            .encode_with_topics(positions.as_slice(), &self.topics)
     }
 
     /// The frame that opens a stream, so clients see it open at once: `:ok`, with the
@@ -113,7 +123,7 @@ mod tests {
     #[test]
     fn sse_frames_carry_ids_and_ndjson_lines_carry_none() {
         let data = Bytes::from_static(b"{}");
-        let sse = Encoder::new(Format::Sse, Arc::new(OffsetIds), None);
+        let sse = Encoder::new(Format::Sse, Arc::new(OffsetIds), None, Vec::new());
         let id = r#"[{"topic":"t","partition":0,"offset":3}]"#;
         assert_eq!(
             sse.event(&positions(), &data, None),
@@ -122,7 +132,7 @@ mod tests {
         assert_eq!(sse.position(&positions()).unwrap(), format!("id: {id}\n\n"));
         assert_eq!(sse.heartbeat(), ":\n\n");
 
-        let ndjson = Encoder::new(Format::Json, Arc::new(OffsetIds), None);
+        let ndjson = Encoder::new(Format::Json, Arc::new(OffsetIds), None, Vec::new());
         assert_eq!(ndjson.event(&positions(), &data, None), "{}\n");
         assert!(ndjson.opening().is_none() && ndjson.position(&positions()).is_none());
         assert_eq!(ndjson.heartbeat(), "\n");
@@ -130,7 +140,7 @@ mod tests {
 
     #[test]
     fn an_ndjson_error_line_holds_the_problem_and_the_id() {
-        let ndjson = Encoder::new(Format::Ndjson, Arc::new(OffsetIds), None);
+        let ndjson = Encoder::new(Format::Ndjson, Arc::new(OffsetIds), None, Vec::new());
         let line = ndjson.error(&positions(), &Error::Busy);
         let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(value["error"]["type"], "urn:kafka-sse:problem:busy");

@@ -75,6 +75,23 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
+    /// Kafka refused the service's client: SASL authentication failed (a wrong password, an
+    /// unknown user) or TLS did (a broker certificate the configured CA did not sign, a
+    /// client certificate the broker does not trust).
+    ///
+    /// Like [`Error::KafkaUnavailable`] it is a 503 and makes other requests fail fast
+    /// until Kafka answers; `reason` is librdkafka's own account, for the service's log
+    /// (with every credential of the configuration redacted), never for clients.
+    #[error("kafka refused the client while {operation}: {reason}")]
+    KafkaAuthentication {
+        /// What the library was doing.
+        operation: &'static str,
+        /// librdkafka's reason, naming the broker and what failed.
+        reason: String,
+        /// The librdkafka error.
+        #[source]
+        source: KafkaError,
+    },
     /// The stream's consumer failed in a way librdkafka does not recover from, such as the
     /// topic being deleted. Only ever sent mid-stream, as an `event: error` frame.
     #[error("the kafka consumer failed")]
@@ -107,24 +124,20 @@ pub enum Error {
 impl Error {
     /// A configuration error whose text names none of `config`'s values.
     pub(crate) fn config(error: &KafkaError, config: &rdkafka::ClientConfig) -> Self {
-        let (mut reason, mut secrets) = match error {
+        let reason = match error {
             KafkaError::ClientConfig(_, description, property, value) => {
-                (format!("{property}: {description}"), vec![value.as_str()])
+                let reason = format!("{property}: {description}");
+                if value.is_empty() {
+                    reason
+                } else {
+                    reason.replace(value.as_str(), "[redacted]")
+                }
             }
-            other => (other.to_string(), Vec::new()),
+            other => other.to_string(),
         };
-        let credential_keys = ["password", "secret", "token", "jaas", "credential", "key"];
-        let config = config.config_map();
-        secrets.extend(config.iter().filter_map(|(key, value)| {
-            credential_keys
-                .iter()
-                .any(|hint| key.contains(hint))
-                .then_some(*value)
-        }));
-        for secret in secrets.into_iter().filter(|secret| !secret.is_empty()) {
-            reason = reason.replace(secret, "[redacted]");
+        Error::Config {
+            reason: redact(&reason, config),
         }
-        Error::Config { reason }
     }
 
     /// Kafka did not answer while the library was doing `operation`.
@@ -177,6 +190,7 @@ impl Error {
             Error::TopicNotFound { .. } => StatusCode::NOT_FOUND,
             Error::TimestampLookupUnsupported => StatusCode::NOT_IMPLEMENTED,
             Error::KafkaUnavailable { .. }
+            | Error::KafkaAuthentication { .. }
             | Error::Consumer(_)
             | Error::ShuttingDown
             | Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
@@ -202,6 +216,7 @@ impl Error {
             Error::TooManyPartitions { .. } => "too-many-partitions",
             Error::NoTopics => "no-topics",
             Error::KafkaUnavailable { .. } => "kafka-unavailable",
+            Error::KafkaAuthentication { .. } => "kafka-authentication-failed",
             Error::TimestampLookupUnsupported => "timestamp-lookup-unsupported",
             Error::Consumer(_) => "consumer-failed",
             Error::ShuttingDown => "shutting-down",
@@ -217,7 +232,9 @@ impl Error {
     pub fn problem(&self) -> Problem {
         let detail = if self.status_code().is_server_error() {
             match self {
-                Error::KafkaUnavailable { .. } => "Kafka is unavailable; try again later".into(),
+                Error::KafkaUnavailable { .. } | Error::KafkaAuthentication { .. } => {
+                    "Kafka is unavailable; try again later".into()
+                }
                 Error::Consumer(_) => {
                     "reading from Kafka failed; resume with the last event id".into()
                 }
@@ -231,6 +248,33 @@ impl Error {
         };
         Problem::new(self.status_code(), self.kind(), detail)
     }
+}
+
+/// `text` with the value of every credential-like property of `config` (passwords,
+/// secrets, tokens, keys, JAAS and OAUTHBEARER configurations, but not file paths,
+/// `*.location`) replaced by `[redacted]`.
+pub(crate) fn redact(text: &str, config: &rdkafka::ClientConfig) -> String {
+    let credential_keys = [
+        "password",
+        "secret",
+        "token",
+        "jaas",
+        "credential",
+        "key",
+        "oauthbearer.config",
+    ];
+    let mut text = text.to_owned();
+    // `config_map` hides rdkafka's own list of sensitive values; `get` has them.
+    for key in config.config_map().keys() {
+        let credential = credential_keys.iter().any(|hint| key.contains(hint));
+        match config.get(key) {
+            Some(value) if credential && !key.ends_with(".location") && !value.is_empty() => {
+                text = text.replace(value, "[redacted]");
+            }
+            _ => {}
+        }
+    }
+    text
 }
 
 struct Chain<'a>(&'a Error);
@@ -300,6 +344,34 @@ mod tests {
         let unavailable = Error::kafka_unavailable("fetching metadata", KafkaError::Canceled);
         assert_eq!(unavailable.status_code(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(!unavailable.problem().detail.contains("fetching"));
+    }
+
+    #[test]
+    fn a_refused_client_is_unavailable_to_clients_and_its_reason_stays_in_the_log() {
+        let refused = Error::KafkaAuthentication {
+            operation: "fetching metadata",
+            reason: "sasl_ssl://b:9093/bootstrap: SASL authentication error".into(),
+            source: KafkaError::Global(rdkafka::types::RDKafkaErrorCode::Authentication),
+        };
+        assert_eq!(refused.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let problem = refused.problem();
+        assert_eq!(problem.detail, "Kafka is unavailable; try again later");
+        assert!(!String::from_utf8_lossy(&problem.to_json()).contains("SASL"));
+        assert!(refused
+            .chain()
+            .to_string()
+            .contains("SASL authentication error"));
+    }
+
+    #[test]
+    fn redact_replaces_credential_values_only() {
+        let mut config = rdkafka::ClientConfig::new();
+        config
+            .set("sasl.username", "alice")
+            .set("sasl.password", "hunter2")
+            .set("sasl.oauthbearer.config", "principal=alice token=t0k");
+        let text = "alice hunter2 principal=alice token=t0k";
+        assert_eq!(redact(text, &config), "alice [redacted] [redacted]");
     }
 
     #[test]

@@ -196,6 +196,11 @@ impl Feed {
         }
     }
 
+    /// The topics the stream reads whole, taking partitions added to them.
+    pub(crate) fn follows(&self) -> &BTreeSet<Arc<str>> {
+        &self.follows
+    }
+
     /// The next message for a client standing at `positions`.
     ///
     /// Cancel-safe: dropped mid-way, it loses nothing, and the next call goes on from where

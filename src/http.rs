@@ -14,7 +14,15 @@ pub const LAST_EVENT_ID_HEADER: HeaderName = HeaderName::from_static("last-event
 ///
 /// It tells the client where its stream really starts, before any event: after an offset was
 /// moved into the partition's log, or a time or the live end was resolved.
+///
+/// It is sent only when the start id is at most 512 bytes long, so no response header grows
+/// with the partition count: reverse proxies refuse large ones (nginx answers 502 to a
+/// response header over its 4 KB default `proxy_buffer_size`). The stream's first frame, an
+/// id-only frame, carries the same id in any case.
 pub const START_ID_HEADER: HeaderName = HeaderName::from_static("kafka-sse-start-id");
+
+/// The longest start id sent in [`START_ID_HEADER`].
+const START_ID_HEADER_MAX_LEN: usize = 512;
 
 impl StreamRequest {
     /// Builds a request for `topics` from an HTTP request's parts.
@@ -71,7 +79,7 @@ impl StreamRequest {
 
 impl EventStream {
     /// The response headers for this stream: content type, no caching or proxy buffering,
-    /// and [`START_ID_HEADER`] with the resolved start positions.
+    /// and [`START_ID_HEADER`] with the resolved start positions when they fit in 512 bytes.
     pub fn response_headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -86,8 +94,10 @@ impl EventStream {
             HeaderName::from_static("x-accel-buffering"),
             HeaderValue::from_static("no"),
         );
-        if let Ok(start) = HeaderValue::from_str(self.start_id()) {
-            headers.insert(START_ID_HEADER, start);
+        if self.start_id().len() <= START_ID_HEADER_MAX_LEN {
+            if let Ok(start) = HeaderValue::from_str(self.start_id()) {
+                headers.insert(START_ID_HEADER, start);
+            }
         }
         headers
     }

@@ -25,7 +25,8 @@ use crate::position::Positions;
 use crate::settings::Settings;
 use crate::shared_event::{HubItem, Join, SharedEvent, Subscription};
 use crate::telemetry::{self, record_lag};
-use crate::{frame, Error, Message, PartitionPosition};
+use crate::topic_info;
+use crate::{frame, Error, Message, PartitionPosition, TopicInfo};
 
 /// How often a hub checks whether it still has clients.
 pub(crate) const IDLE_CHECK: Duration = Duration::from_millis(500);
@@ -92,6 +93,8 @@ pub(crate) struct Hub {
 
 struct HubState {
     positions: Positions,
+    /// What the hub's ids say of its topics.
+    topics: Vec<TopicInfo>,
     /// The most recent events, oldest first, at most as many as the ring holds.
     recent: VecDeque<Arc<SharedEvent>>,
     /// Where the hub stood before the oldest of `recent`.
@@ -121,6 +124,7 @@ impl Hub {
             label: label.to_owned(),
             state: Mutex::new(HubState {
                 positions: Positions::new(positions.to_vec()),
+                topics: topic_info::followed(positions, follows),
                 recent: VecDeque::with_capacity(capacity.min(1024)),
                 recent_from: Positions::new(positions.to_vec()),
                 capacity,
@@ -290,7 +294,10 @@ impl Hub {
             return;
         }
         let sse_frame = data.as_ref().map(|data| {
-            let id = self.settings.event_ids.encode(state.positions.as_slice());
+            let id = self
+                .settings
+                .event_ids
+                .encode_with_topics(state.positions.as_slice(), &state.topics);
             frame::event("message", &id, data)
         });
         let timestamp = message.timestamp();
@@ -316,6 +323,7 @@ impl Hub {
         let mut state = self.state.lock().expect("hub lock");
         state.positions.add(added);
         state.recent_from.add(added);
+        state.topics = topic_info::followed(state.positions.as_slice(), &self.follows);
         let grown = HubKey::of(state.positions.as_slice(), &self.follows);
         let old = std::mem::replace(&mut *self.key.lock().expect("hub key lock"), grown.clone());
         let mut moved = None;

@@ -3,18 +3,55 @@
 use serde_json::Value;
 
 use crate::assignment::{AssignmentEntry, Start};
+use crate::compact_parse;
 use crate::Error;
 
-/// Parses a `Last-Event-ID` in the KafkaSSE JSON form into assignment entries.
+/// Parses a `Last-Event-ID`, in the KafkaSSE JSON form or the compact form, into assignment
+/// entries.
 ///
-/// The value is a non-empty JSON array whose entries are either topic names (every
-/// partition at the request's default start) or objects
-/// `{"topic": "t", "partition": 0, "offset": 42}` / `{"topic": "t", "partition": 0,
-/// "timestamp": 1700000000000}`. When an object has both `offset` and `timestamp`, the
-/// offset wins; an object with neither starts at the request's default. Unknown fields are
-/// ignored, so ids from other tools still work.
+/// # The JSON form
 ///
-/// Every entry is kept: the result has one entry per array element, in order.
+/// A non-empty JSON array whose entries are either topic names (every partition at the
+/// request's default start) or objects `{"topic": "t", "partition": 0, "offset": 42}` /
+/// `{"topic": "t", "partition": 0, "timestamp": 1700000000000}`. When an object has both
+/// `offset` and `timestamp`, the offset wins; an object with neither starts at the request's
+/// default. Unknown fields are ignored, so ids from other tools still work. Every entry is
+/// kept: the result has one entry per array element, in order, followed by an
+/// [`AssignmentEntry::Covers`] for each object that carries `"partitions": N` (this
+/// server writes it on the first entry of a topic the stream reads whole).
+///
+/// # The compact form
+///
+/// Text that starts with `k` is a compact id. It is made of URL-unreserved characters only
+/// (usable as `?last-event-id=` as it is), names each topic once and packs positions as
+/// varints (ABNF, RFC 5234):
+///
+/// ```text
+/// compact-id = "k1" 1*( "~" group )
+/// group      = topic "~" [ attr *( "." attr ) ] "~" positions
+/// topic      = 1*( ALPHA / DIGIT / "." / "_" / "-" )  ; the Kafka topic name, verbatim
+/// attr       = covers / topic-id / later-attr
+/// covers     = "c" count          ; the id lists all the topic's partitions, count of them
+/// count      = "0" / ( %x31-39 *DIGIT )                 ; at most 2147483647
+/// topic-id   = "i" 22b64          ; the Kafka topic id (a UUID) as Kafka writes it
+/// later-attr = %x61-7A *b64       ; any other lowercase key: ignored
+/// positions  = 1*b64              ; base64url (RFC 4648 section 5), no padding, of 1*entry
+/// b64        = ALPHA / DIGIT / "-" / "_"
+/// entry      = head value         ; two unsigned LEB128 varints
+/// head       = 2 * (partition - previous partition - 1) + kind  ; kind 0: offset, 1: timestamp
+/// value      = zigzag(value - previous value of the same kind)  ; wrapping 64-bit arithmetic
+/// ```
+///
+/// At the start of each group the previous partition is -1 and the previous value of each
+/// kind 0, so contiguous partitions cost nothing and nearby offsets a byte or two. A group
+/// gives its attributes first ([`AssignmentEntry::Covers`], [`AssignmentEntry::TopicId`]),
+/// then one [`AssignmentEntry::Partition`] per entry. `k1` is the version: a change an older
+/// decoder must not misread takes a new one; a new attribute key does not.
+///
+/// # Errors
+///
+/// [`Error::InvalidLastEventId`] (400) for anything else, with a reason that never repeats
+/// the id's text.
 ///
 /// ```
 /// use kafka_sse::{parse_last_event_id, AssignmentEntry, Start};
@@ -24,17 +61,19 @@ use crate::Error;
 /// )
 /// .unwrap();
 /// assert_eq!(entries[0], AssignmentEntry::Topic("page-create".into()));
-/// assert_eq!(
-///     entries[1],
-///     AssignmentEntry::Partition {
-///         topic: "recentchange".into(),
-///         partition: 1,
-///         start: Some(Start::Offset(42)),
-///     }
-/// );
+/// let offset_42 = AssignmentEntry::Partition {
+///     topic: "recentchange".into(),
+///     partition: 1,
+///     start: Some(Start::Offset(42)),
+/// };
+/// assert_eq!(entries[1], offset_42);
+/// assert_eq!(parse_last_event_id("k1~recentchange~~AlQ").unwrap(), [offset_42]);
 /// assert!(parse_last_event_id("not json").is_err());
 /// ```
 pub fn parse_last_event_id(value: &str) -> Result<Vec<AssignmentEntry>, Error> {
+    if value.starts_with('k') {
+        return compact_parse::decode(value);
+    }
     let parsed: Value =
         serde_json::from_str(value).map_err(|_| Error::invalid_last_event_id("not valid JSON"))?;
     let Value::Array(items) = parsed else {
@@ -45,11 +84,25 @@ pub fn parse_last_event_id(value: &str) -> Result<Vec<AssignmentEntry>, Error> {
             "the array names no topic or partition",
         ));
     }
-    items
+    let mut entries = items
         .iter()
         .enumerate()
         .map(|(index, item)| parse_entry(item).map_err(|reason| entry_error(index, reason)))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    entries.extend(items.iter().filter_map(covers_entry));
+    Ok(entries)
+}
+
+/// The `"partitions":N` an entry may carry: how many partitions its topic had when the id
+/// was made, all of them in the id.
+fn covers_entry(item: &Value) -> Option<AssignmentEntry> {
+    let fields = item.as_object()?;
+    let topic = fields.get("topic")?.as_str()?;
+    let partitions = fields.get("partitions")?.as_u64()?;
+    Some(AssignmentEntry::Covers {
+        topic: topic.to_owned(),
+        partitions: i32::try_from(partitions).ok()?,
+    })
 }
 
 fn entry_error(index: usize, reason: &str) -> Error {

@@ -48,7 +48,8 @@
 //!    `shared_event.rs`,
 //!    `consumer.rs`;
 //! 4. Kafka look-ups and the start policy: `lookup.rs` (I/O), `start.rs` (pure),
-//!    `kafka_error.rs` (what librdkafka's errors mean), `health.rs`;
+//!    `kafka_error.rs` (what librdkafka's errors mean), `refusal.rs` (why Kafka refused
+//!    the client), `health.rs`;
 //! 5. pure pieces: framing, ids, `Last-Event-ID` and `since` parsing, filters, deserializers.
 //!
 //! Three plug-ins shape the events: an [`EventIdCodec`] ([`OffsetIds`], [`TimestampIds`]),
@@ -112,7 +113,9 @@
 //! - `since` (epoch milliseconds or ISO-8601) starts each partition at its first message at
 //!   or after that time, or its end if there is none.
 //! - A `Last-Event-ID` ([`parse_last_event_id`]) lists topics and partitions with an offset
-//!   or a timestamp, and defines the assignment exactly.
+//!   or a timestamp, and defines the assignment exactly. It is read in the EventStreams JSON
+//!   form or the compact form, whichever the server writes ([`IdForm`]: by default JSON up
+//!   to 8 partitions, compact beyond, so ids stay small in headers and URLs).
 //! - Every `id:` lists every assigned partition, sorted by topic then partition, with the
 //!   next offset not yet delivered; a partition that delivered nothing yet has its concrete
 //!   start offset, so nothing produced while a client is away is lost.
@@ -134,6 +137,22 @@
 //! stream with one `event: error` frame that carries the current id, so the client resumes
 //! without loss.
 //!
+//! # Secured clusters and feature flags
+//!
+//! TLS, mutual TLS and SASL are librdkafka properties of the [`ClientConfig`](rdkafka::ClientConfig)
+//! (`security.protocol`, `ssl.*`, `sasl.*`); the features choose what librdkafka is built
+//! with. The README's "Connecting to a secured cluster" has the lines for each setup.
+//!
+//! - `ssl` (default): TLS, mutual TLS and SASL/SCRAM with the system's OpenSSL.
+//! - `ssl-vendored`: the same with OpenSSL built from source.
+//! - `gssapi`, `gssapi-vendored`: SASL/GSSAPI (Kerberos) with Cyrus SASL.
+//! - `curl`, `curl-static`: OAUTHBEARER with OIDC token fetching, over libcurl (librdkafka
+//!   then builds with CMake).
+//!
+//! A client that Kafka refuses (a wrong password, an untrusted certificate) gets
+//! [`Error::KafkaAuthentication`], a 503 whose message, for the log, names librdkafka's
+//! reason. No error, log line or `Debug` output shows a password, secret, token or key.
+//!
 //! # Observability
 //!
 //! Logs and spans go through `tracing`; counters, gauges and histograms through `metrics`
@@ -151,6 +170,8 @@ mod assignment;
 mod blocking;
 mod body;
 mod builder;
+mod compact_id;
+mod compact_parse;
 mod consumer;
 mod deserializer;
 mod encoder;
@@ -173,6 +194,7 @@ mod last_event_id;
 mod lookup;
 mod message;
 mod position;
+mod refusal;
 mod request;
 mod response_body;
 mod session;
@@ -182,6 +204,7 @@ mod since;
 mod sources;
 mod start;
 mod telemetry;
+mod topic_info;
 
 pub use crate::assignment::{AssignmentEntry, Start};
 pub use crate::builder::KafkaSseBuilder;
@@ -189,7 +212,7 @@ pub use crate::deserializer::{
     deserializer_fn, BoxError, Deserializer, DeserializerFn, JsonPassThrough, RawUtf8,
 };
 pub use crate::error::{Error, Problem};
-pub use crate::event_id::{event_id_fn, EventIdCodec, EventIdFn, OffsetIds, TimestampIds};
+pub use crate::event_id::{event_id_fn, EventIdCodec, EventIdFn, IdForm, OffsetIds, TimestampIds};
 pub use crate::event_stream::EventStream;
 pub use crate::filter::{filter_fn, FieldFilter, Filter, FilterFn};
 pub use crate::http::{LAST_EVENT_ID_HEADER, START_ID_HEADER};
@@ -201,6 +224,7 @@ pub use crate::position::PartitionPosition;
 pub use crate::request::{Format, StreamRequest};
 pub use crate::response_body::ResponseBody;
 pub use crate::since::parse_since;
+pub use crate::topic_info::TopicInfo;
 pub use bytes::Bytes;
 pub use rdkafka;
 

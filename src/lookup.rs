@@ -14,11 +14,12 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use crate::assignment::{RequestedPartition, Start};
 use crate::health::{Admission, Health};
 use crate::kafka_error::{is_retriable, means_unreachable};
+use crate::refusal::RefusalContext;
 use crate::start::LogOffsets;
 use crate::{Error, PartitionPosition};
 
 pub(crate) struct Lookup {
-    client: BaseConsumer,
+    client: BaseConsumer<RefusalContext>,
     partition_counts: Mutex<HashMap<String, (Instant, i32)>>,
     timeout: Duration,
     max_age: Duration,
@@ -41,7 +42,7 @@ impl Lookup {
             config.set("client.id", "kafka-sse-lookup");
         }
         let client = config
-            .create()
+            .create_with_context(RefusalContext::new(&config))
             .map_err(|error| Error::config(&error, &config))?;
         Ok(Arc::new(Lookup {
             client,
@@ -54,26 +55,40 @@ impl Lookup {
 
     /// Runs one look-up with the time it may take, failing fast while Kafka is known to be
     /// down, and records whether Kafka answered.
+    ///
+    /// A look-up that gets no answer while Kafka refuses the client (failed authentication
+    /// or TLS, which librdkafka reports only as error events) fails with
+    /// [`Error::KafkaAuthentication`], naming the cause, rather than as a time-out.
     fn guarded<T>(
         &self,
         operation: &'static str,
         look_up: impl FnOnce(Duration) -> Result<T, Error>,
     ) -> Result<T, Error> {
         self.drain_events();
+        let refusal = || self.client.context().refused(operation);
         let timeout = match self.health.admit(self.timeout) {
             Admission::Try(timeout) => timeout,
             Admission::FailFast => {
-                return Err(Error::kafka_unavailable(
-                    operation,
-                    KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
-                ))
+                return Err(refusal().unwrap_or_else(|| {
+                    Error::kafka_unavailable(
+                        operation,
+                        KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+                    )
+                }))
             }
         };
         let result = look_up(timeout);
         match &result {
-            Ok(_) => self.health.mark_up(),
+            Ok(_) => {
+                self.health.mark_up();
+                self.client.context().forget();
+            }
             Err(Error::KafkaUnavailable { source, .. }) if means_unreachable(source) => {
+                self.drain_events();
                 self.health.mark_down();
+                if let Some(refused) = refusal() {
+                    return Err(refused);
+                }
             }
             Err(_) => {}
         }
@@ -85,15 +100,22 @@ impl Lookup {
         &self.health
     }
 
-    /// Serves the client's queued events; librdkafka reports "all brokers down" there.
+    /// Serves the client's queued events; librdkafka reports "all brokers down" there, and
+    /// why it was refused (to the [`RefusalContext`]).
+    ///
+    /// rdkafka's `poll` answers `None` both for an empty queue and for a log line it served,
+    /// and log lines come first on the same queue, so only a run of `None`s ends the drain.
     fn drain_events(&self) {
+        let mut idle = 0;
         for _ in 0..1000 {
             match self.client.poll(Duration::ZERO) {
-                None => return,
+                None if idle == DRAINED_AFTER_IDLE_POLLS => return,
+                None => idle += 1,
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown))) => {
                     self.health.mark_down();
+                    idle = 0;
                 }
-                Some(_) => {}
+                Some(_) => idle = 0,
             }
         }
     }
@@ -362,6 +384,9 @@ impl Lookup {
 /// otherwise make every request cost a metadata round trip; with this bound it costs at most
 /// one per topic and interval, and a partition added moments ago is seen after it.
 const MIN_FORCED_REFRESH: Duration = Duration::from_secs(1);
+
+/// How many polls in a row that serve no event end a drain of the client's events.
+const DRAINED_AFTER_IDLE_POLLS: u32 = 16;
 
 /// How long to wait before asking again after a retriable error.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);

@@ -21,6 +21,7 @@ use crate::position::Positions;
 use crate::settings::Settings;
 use crate::shared_event::SharedEvent;
 use crate::telemetry::{self, Telemetry};
+use crate::topic_info;
 use crate::{Deserializer, Error, Filter, Format, Message, PartitionPosition};
 
 /// A stream ends at a random point in the last tenth of the maximum connection duration.
@@ -84,13 +85,14 @@ impl Session {
         let deadline = settings
             .max_connection_duration
             .map(|duration| now + duration.mul_f64(1.0 - MAX_DURATION_SPREAD * fastrand::f64()));
+        let topics = topic_info::followed(&positions, feed.follows());
         let retry = settings
             .retry
             .map(|retry| retry.mul_f64(1.0 + RETRY_SPREAD * fastrand::f64()));
         Session {
             feed,
             positions: Positions::new(positions),
-            encoder: Encoder::new(format, settings.event_ids.clone(), retry),
+            encoder: Encoder::new(format, settings.event_ids.clone(), retry, topics),
             deserializer: settings.deserializer.clone(),
             filter,
             heartbeat: settings.heartbeat,
@@ -217,6 +219,8 @@ impl Session {
             }
             Incoming::Grew(added) => {
                 self.positions.add(&added);
+                let topics = topic_info::followed(self.positions.as_slice(), self.feed.follows());
+                self.encoder.set_topics(topics);
                 self.encoder.position(&self.positions)
             }
             Incoming::Replaced {

@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
@@ -12,14 +11,6 @@ use futures::StreamExt;
 use kafka_sse::{Error, EventStream, JsonWithMeta, StreamRequest};
 use serde_json::{json, Value};
 use support::*;
-
-fn broker(action: &str) {
-    let dir = std::env::var("KAFKA_SSE_BROKER_DIR")
-        .expect("KAFKA_SSE_BROKER_DIR is set by scripts/with-kafka.sh");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka-broker.sh");
-    let status = Command::new(script).args([action, &dir]).status().unwrap();
-    assert!(status.success(), "kafka-broker.sh {action} failed");
-}
 
 /// Reads events, or the frames of an idle stream, until `count` events arrived or the
 /// stream ended (after an error frame); returns (partition, offset) of each event, the last

@@ -26,8 +26,14 @@ fn service(fan_out: bool, ids: impl EventIdCodec) -> KafkaSse {
 
 /// The next `count` events as (partition, n), and the id of the last.
 async fn events(reader: &mut Reader, count: usize) -> (Vec<(i64, i64)>, Value) {
+    let (seen, id) = events_and_raw_id(reader, count).await;
+    (seen, id_json(&id))
+}
+
+/// The next `count` events as (partition, n), and the id of the last as sent.
+async fn events_and_raw_id(reader: &mut Reader, count: usize) -> (Vec<(i64, i64)>, String) {
     let mut seen = Vec::new();
-    let mut id = Value::Null;
+    let mut id = String::new();
     for _ in 0..count {
         let event = reader.next_event().await;
         let data: Value = serde_json::from_str(&event.data).unwrap();
@@ -35,7 +41,7 @@ async fn events(reader: &mut Reader, count: usize) -> (Vec<(i64, i64)>, Value) {
             data["meta"]["partition"].as_i64().unwrap(),
             data["n"].as_i64().unwrap(),
         ));
-        id = id_json(&event.id);
+        id = event.id;
     }
     (seen, id)
 }
@@ -113,7 +119,7 @@ async fn timestamp_ids_name_the_new_partition_too() {
 
 #[tokio::test]
 async fn a_client_that_picked_a_partition_keeps_exactly_it() {
-    let topic = create_topic(1).await;
+    let topic = create_topic(2).await;
     let sse = service(true, OffsetIds);
     produce_n(&topic, 0, 0).await;
     let picked = format!(r#"[{{"topic":"{topic}","partition":0,"offset":1}}]"#);
@@ -122,12 +128,94 @@ async fn a_client_that_picked_a_partition_keeps_exactly_it() {
             .await
             .unwrap(),
     );
-    add_partitions(&topic, 2).await;
+    add_partitions(&topic, 3).await;
     produce_n(&topic, 1, 1).await;
+    produce_n(&topic, 2, 1).await;
     // Long enough for several checks for new partitions.
     tokio::time::sleep(CHECK * 5).await;
     produce_n(&topic, 0, 2).await;
     let (seen, id) = events(&mut reader, 1).await;
     assert_eq!(seen, [(0, 2)], "nothing from the partition it did not pick");
     assert_eq!(partitions_in(&id), [0]);
+}
+
+/// A client reads seq 1 and leaves; the topic grows; seq 2 and 4 go to the new partition
+/// and seq 3 to the old one. Resuming with its last id, it gets all three, and with a
+/// timestamp id seq 1 again too (timestamp ids resume at the last event's time: at least
+/// once, never lost).
+async fn a_pre_growth_id_resumes_with_the_new_partition(
+    ids: impl EventIdCodec,
+    expected: &[(i64, i64)],
+) -> Value {
+    let topic = create_topic(1).await;
+    let sse = service(true, ids);
+    let mut reader = Reader::new(sse.stream(StreamRequest::new([&topic])).await.unwrap());
+    produce_n(&topic, 0, 1).await;
+    let (seen, last_id) = events_and_raw_id(&mut reader, 1).await;
+    assert_eq!(seen, [(0, 1)]);
+    assert!(
+        last_id.contains(r#""partitions":1"#),
+        "the id says the topic had one partition: {last_id}"
+    );
+    drop(reader);
+
+    add_partitions(&topic, 2).await;
+    produce_n(&topic, 1, 2).await;
+    produce_n(&topic, 0, 3).await;
+    produce_n(&topic, 1, 4).await;
+    let mut resumed = Reader::new(
+        sse.stream(StreamRequest::new([&topic]).last_event_id(&last_id))
+            .await
+            .unwrap(),
+    );
+    let (mut seen, id) = events(&mut resumed, expected.len()).await;
+    seen.sort();
+    assert_eq!(seen, expected, "every event since, none twice");
+    assert_eq!(partitions_in(&id), [0, 1]);
+    id
+}
+
+#[tokio::test]
+async fn a_pre_growth_offset_id_resumes_with_the_new_partition() {
+    a_pre_growth_id_resumes_with_the_new_partition(OffsetIds, &[(0, 3), (1, 2), (1, 4)]).await;
+}
+
+#[tokio::test]
+async fn a_pre_growth_timestamp_id_resumes_with_the_new_partition() {
+    let expected = [(0, 1), (0, 3), (1, 2), (1, 4)];
+    a_pre_growth_id_resumes_with_the_new_partition(TimestampIds, &expected).await;
+}
+
+#[tokio::test]
+async fn a_pre_growth_compact_id_resumes_with_the_new_partition() {
+    let expected = [(0, 3), (1, 2), (1, 4)];
+    let id = a_pre_growth_compact(&expected).await;
+    assert!(id.starts_with("k1~"), "{id}");
+}
+
+/// The same with compact ids, whose `c` attribute says how many partitions the topic had.
+async fn a_pre_growth_compact(expected: &[(i64, i64)]) -> String {
+    let topic = create_topic(1).await;
+    let sse = service(true, OffsetIds::compact());
+    let mut reader = Reader::new(sse.stream(StreamRequest::new([&topic])).await.unwrap());
+    produce_n(&topic, 0, 1).await;
+    let (_, last_id) = events_and_raw_id(&mut reader, 1).await;
+    assert!(
+        last_id.contains("~c1~"),
+        "the id says the topic had one partition: {last_id}"
+    );
+    drop(reader);
+    add_partitions(&topic, 2).await;
+    produce_n(&topic, 1, 2).await;
+    produce_n(&topic, 0, 3).await;
+    produce_n(&topic, 1, 4).await;
+    let mut resumed = Reader::new(
+        sse.stream(StreamRequest::new([&topic]).last_event_id(&last_id))
+            .await
+            .unwrap(),
+    );
+    let (mut seen, id) = events_and_raw_id(&mut resumed, expected.len()).await;
+    seen.sort();
+    assert_eq!(seen, expected, "every event since, none twice");
+    id
 }

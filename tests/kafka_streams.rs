@@ -361,7 +361,9 @@ async fn idle_streams_send_heartbeats_and_filtered_streams_send_their_progress()
     let progress = next_frame(&mut filtered).await;
     assert_eq!(
         progress,
-        format!("id: [{{\"topic\":\"{topic}\",\"partition\":0,\"offset\":3}}]\n\n")
+        format!(
+            "id: [{{\"topic\":\"{topic}\",\"partition\":0,\"partitions\":1,\"offset\":3}}]\n\n"
+        )
     );
 }
 
@@ -424,7 +426,9 @@ async fn shutdown_ends_every_stream_after_a_whole_frame_and_refuses_new_ones() {
     }
     assert_eq!(
         next_frame(&mut filtered).await,
-        format!("id: [{{\"topic\":\"{topic}\",\"partition\":0,\"offset\":2}}]\n\n"),
+        format!(
+            "id: [{{\"topic\":\"{topic}\",\"partition\":0,\"partitions\":1,\"offset\":2}}]\n\n"
+        ),
         "the filtered client learns what it skipped before the end"
     );
     assert!(tokio::time::timeout(WAIT, filtered.next())

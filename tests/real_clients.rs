@@ -11,28 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
+use kafka_sse::parse_last_event_id;
 use serde_json::Value;
-use support::service::{restartable_axum, Launch, Running};
+use support::service::{clients_python, restartable_axum_with, Launch, Running};
 use support::{create_topic, id_json, produce, WAIT};
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// The virtualenv python that has the Python clients.
-fn python() -> PathBuf {
-    let cache = std::env::var("KAFKA_SSE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/kafka-sse")
-        });
-    let python = cache.join("clients-venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-clients.sh (scripts/test.sh does)",
-        python.display()
-    );
-    python
 }
 
 fn node_script(name: &str) -> PathBuf {
@@ -164,8 +149,32 @@ fn service(topic: &str) -> Running {
 
 #[tokio::test]
 async fn node_eventsource_reconnects_after_a_restart_and_gets_every_event_once() {
+    let last_id = node_eventsource_reconnects_after_a_restart(&[]).await;
+    let last_id = id_json(&last_id);
+    assert_eq!(
+        last_id.as_array().unwrap().len(),
+        2,
+        "the id names both partitions"
+    );
+}
+
+#[tokio::test]
+async fn node_eventsource_resumes_from_compact_ids() {
+    let last_id = node_eventsource_reconnects_after_a_restart(&["--id-format", "compact"]).await;
+    assert!(last_id.starts_with("k1~"), "{last_id}");
+    let entries = parse_last_event_id(&last_id).unwrap();
+    let partitions = entries
+        .iter()
+        .filter(|entry| matches!(entry, kafka_sse::AssignmentEntry::Partition { .. }))
+        .count();
+    assert_eq!(partitions, 2, "{entries:?}");
+}
+
+/// Node's `eventsource` reads a 2-partition stream of the axum service started with `args`,
+/// across a restart; it must get every event once. The last id it saw.
+async fn node_eventsource_reconnects_after_a_restart(args: &[&str]) -> String {
     let topic = create_topic(2).await;
-    let launch = restartable_axum("pages", &topic);
+    let launch = restartable_axum_with("pages", &topic, args);
     let running = launch();
     let client = Client::spawn(
         Command::new("node")
@@ -193,22 +202,34 @@ async fn node_eventsource_reconnects_after_a_restart_and_gets_every_event_once()
         (0..30).collect::<Vec<i64>>(),
         "every event exactly once"
     );
-    let last_id = id_json(events.last().unwrap()["id"].as_str().unwrap());
-    assert_eq!(
-        last_id.as_array().unwrap().len(),
-        2,
-        "the id names both partitions"
-    );
     client.wait_success();
+    events.last().unwrap()["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
 async fn python_requests_sse_receives_events_and_resumes_from_a_saved_id() {
+    let saved_id = python_requests_sse_resumes_from_a_saved_id(&[]).await;
+    assert!(saved_id.starts_with('['), "{saved_id}");
+}
+
+#[tokio::test]
+async fn python_requests_sse_resumes_from_a_saved_compact_id() {
+    let saved_id = python_requests_sse_resumes_from_a_saved_id(&["--id-format", "compact"]).await;
+    assert!(saved_id.starts_with("k1~"), "{saved_id}");
+}
+
+/// `requests-sse` reads five events from the axum service started with `args`, then a new
+/// client resumes from the last id and gets the next five. That saved id.
+async fn python_requests_sse_resumes_from_a_saved_id(args: &[&str]) -> String {
     let topic = create_topic(1).await;
-    let running = service(&topic);
+    let running = Launch::axum()
+        .arg("--stream")
+        .arg(format!("pages={topic}"))
+        .args(args.iter().copied())
+        .start();
     let url = running.url("/v2/stream/pages");
     let first = Client::spawn(
-        Command::new(python())
+        Command::new(clients_python())
             .arg(clients_dir().join("requests_sse_client.py"))
             .arg(&url)
             .arg("5"),
@@ -223,7 +244,7 @@ async fn python_requests_sse_receives_events_and_resumes_from_a_saved_id() {
     let saved_id = events.last().unwrap()["id"].as_str().unwrap().to_owned();
     produce_range(&topic, 1, 5..10).await;
     let resumed = Client::spawn(
-        Command::new(python())
+        Command::new(clients_python())
             .arg(clients_dir().join("requests_sse_client.py"))
             .arg(&url)
             .arg("5")
@@ -234,6 +255,7 @@ async fn python_requests_sse_receives_events_and_resumes_from_a_saved_id() {
         (5..10).collect::<Vec<i64>>()
     );
     resumed.wait_success();
+    saved_id
 }
 
 #[tokio::test]
@@ -242,7 +264,7 @@ async fn python_sseclient_receives_events() {
     produce_range(&topic, 1, 0..5).await;
     let running = service(&topic);
     let client = Client::spawn(
-        Command::new(python())
+        Command::new(clients_python())
             .arg(clients_dir().join("sseclient_client.py"))
             .arg(running.url("/v2/stream/pages?since=0"))
             .arg("5"),
@@ -317,10 +339,17 @@ async fn chromium_shows_live_events_on_the_web_page() {
             .arg(&screenshot)
             .arg("60000"),
     );
-    // Produce until the page has shown enough (bounded): it starts at the live end.
+    // Produce until the page has shown enough (bounded): it starts at the live end. Events
+    // come from three wikis, which the chart counts by `server_name`.
+    let wikis = [
+        "en.wikipedia.org",
+        "de.wikipedia.org",
+        "commons.wikimedia.org",
+    ];
     let mut shown = None;
     for n in 0..300 {
-        produce(&topic, n % 2, &format!(r#"{{"n":{n},"title":"Page {n}","meta":{{"dt":"2026-11-22T12:00:00Z","domain":"en.wikipedia.org"}}}}"#), None).await;
+        let wiki = wikis[n as usize % wikis.len()];
+        produce(&topic, n % 2, &format!(r#"{{"n":{n},"title":"Page {n}","server_name":"{wiki}","meta":{{"dt":"2026-11-22T12:00:00Z","domain":"{wiki}"}}}}"#), None).await;
         if let Ok(result) = page.events.try_recv() {
             shown = Some(result);
             break;
@@ -337,7 +366,102 @@ async fn chromium_shows_live_events_on_the_web_page() {
     );
     let resume = id_json(shown["resume"].as_str().unwrap());
     assert_eq!(resume.as_array().unwrap().len(), 2);
+    // The chart counted the events per server_name, and drew them.
+    let chart = &shown["chart"];
+    assert!(chart["total"].as_u64().unwrap() >= 5, "{chart}");
+    assert!(chart["bars"].as_u64().unwrap() >= 1, "{chart}");
+    assert!(chart["series"].as_u64().unwrap() >= 2, "{chart}");
+    let legend = chart["legend"].as_array().unwrap();
+    assert!(
+        legend
+            .iter()
+            .all(|entry| wikis.iter().any(|w| entry.as_str().unwrap().contains(w))),
+        "{legend:?}"
+    );
+    assert!(chart["painted"].as_u64().unwrap() > 100, "{chart}");
     assert!(screenshot.exists());
     eprintln!("screenshot of the page: {}", screenshot.display());
     page.wait_success();
+}
+
+#[tokio::test]
+async fn chromium_page_resumes_from_a_compact_id_in_the_query() {
+    let topic = create_topic(2).await;
+    let running = Launch::axum()
+        .args(["--stream".to_owned(), format!("pages={topic}")])
+        .args(["--id-format", "compact"])
+        .start();
+    let screenshot_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-clients");
+    std::fs::create_dir_all(&screenshot_dir).unwrap();
+    let page = Client::spawn(
+        Command::new("node")
+            .arg(node_script("page.mjs"))
+            .arg(running.url("/"))
+            .arg("pages")
+            .arg("5")
+            .arg(screenshot_dir.join("web-page-resumed.png"))
+            .arg("60000")
+            .arg("5"),
+    );
+    // Produce until the page has shown 5 events, reconnected, and shown 5 more (bounded).
+    let mut shown = None;
+    for n in 0..300 {
+        produce(
+            &topic,
+            n % 2,
+            &format!(r#"{{"n":{n},"title":"Page {n}"}}"#),
+            None,
+        )
+        .await;
+        if let Ok(result) = page.events.try_recv() {
+            shown = Some(result);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let shown = shown.expect("the page showed events, reconnected and showed more");
+    assert_eq!(shown["state"], "open");
+    // URLSearchParams writes `~` as %7E; the server reads the same id either way.
+    let url = shown["url"].as_str().unwrap();
+    let query = url.split_once('?').expect("a query").1;
+    let sent = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "last-event-id")
+        .expect("the page resumed with ?last-event-id=")
+        .1;
+    assert!(sent.starts_with("k1~"), "{url}");
+    let resume = shown["resume"].as_str().unwrap();
+    assert!(resume.starts_with("k1~"), "{resume}");
+    let mut numbers: Vec<i64> = shown["titles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|title| page_number(title.as_str().unwrap()))
+        .collect();
+    assert!(numbers.len() >= 10, "{numbers:?}");
+    numbers.sort();
+    for partition in 0..2 {
+        let mine: Vec<i64> = numbers
+            .iter()
+            .copied()
+            .filter(|n| n % 2 == partition)
+            .collect();
+        let expected: Vec<i64> = (0..mine.len() as i64).map(|k| mine[0] + 2 * k).collect();
+        assert_eq!(
+            mine, expected,
+            "partition {partition}: every event once, none skipped"
+        );
+    }
+    page.wait_success();
+}
+
+/// The number in the first "Page N" of a rendered event.
+fn page_number(text: &str) -> i64 {
+    let digits: String = text
+        .split_once("Page ")
+        .expect("a page title")
+        .1
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
 }

@@ -1,7 +1,7 @@
 //! Secrets in the Kafka client configuration never reach a `Debug` string, an error a
 //! service prints, or a log line.
 //!
-//! None of these tests needs a broker: the service points at a closed loopback port.
+//! None of these tests needs a broker: the services point at a closed loopback port.
 
 use std::error::Error as _;
 use std::io::Write;
@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use kafka_sse::rdkafka::ClientConfig;
 use kafka_sse::{KafkaSse, StreamRequest};
+
+mod support;
 
 /// The secret settings of a Kafka client, each with a value found nowhere else.
 const SECRETS: [(&str, &str); 3] = [
@@ -161,4 +163,158 @@ async fn client_and_request_logs_show_no_secret() {
         "librdkafka's and the library's log lines are captured:\n{text}"
     );
     assert_no_secret("the logs", &text);
+}
+
+/// The example service's ways to take a secret, each run against a closed loopback port:
+/// its log (librdkafka's lines at every level included), `/healthz` and a refused stream's
+/// problem show none of [`SECRETS`].
+mod service {
+    use super::{assert_no_secret, SECRETS};
+
+    use crate::support::service::Launch;
+
+    /// A loopback port nothing listens on: bound, then released.
+    fn closed_port() -> String {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .to_string()
+    }
+
+    /// The axum service against a closed port, logging everything, with `args`.
+    fn launch(args: &[String]) -> Launch {
+        Launch::axum()
+            .brokers(&closed_port())
+            .env("RUST_LOG", "trace")
+            .args(["--stream", "rc=recentchange"])
+            .args(["--kafka", "security.protocol=SASL_PLAINTEXT"])
+            .args([
+                "--kafka",
+                "sasl.mechanism=PLAIN",
+                "--kafka",
+                "sasl.username=kafka-sse",
+            ])
+            .args(["--kafka", "debug=all"])
+            .args(args.iter().cloned())
+    }
+
+    /// Writes `text` to a new file and returns its path.
+    fn temp_file(name: &str, text: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{name}-{:08x}", rand::random::<u32>()));
+        std::fs::write(&path, text).expect("the file is written");
+        path.display().to_string()
+    }
+
+    /// Starts the service, asks `/healthz` and for a stream, and checks the answers and the
+    /// log for secrets.
+    async fn shows_no_secret(what: &str, launch: Launch) {
+        let service = launch.start();
+        let health = service.problem("/healthz").await;
+        assert_eq!(health.status, 503, "{what}: nothing listens");
+        let stream = service
+            .get_with("/v2/stream/rc", &[("accept", "application/json")])
+            .await;
+        assert_eq!(stream.status(), 503, "{what}");
+        let body = stream.text().await.expect("a problem body");
+        assert_no_secret(&format!("{what}: /healthz"), &health.body.to_string());
+        assert_no_secret(&format!("{what}: the stream's problem"), &body);
+        let log = service.log_text();
+        assert!(
+            log.contains("librdkafka"),
+            "{what}: librdkafka logs:\n{log}"
+        );
+        assert_no_secret(&format!("{what}: the log"), &log);
+    }
+
+    /// The secrets a default build accepts (OIDC settings need the `curl` feature).
+    const ACCEPTED: &[(&str, &str)] = &[SECRETS[0], SECRETS[1]];
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn secrets_given_by_flag_env_file_or_config_file_never_show() {
+        let by_flag: Vec<String> = ACCEPTED
+            .iter()
+            .flat_map(|(key, secret)| ["--kafka".to_owned(), format!("{key}={secret}")])
+            .collect();
+        let mut by_env = Vec::new();
+        let mut env = Vec::new();
+        let mut by_file = Vec::new();
+        let mut table = String::from("[[stream]]\nname = \"other\"\ntopics = [\"t\"]\n[kafka]\n");
+        for (n, (key, secret)) in ACCEPTED.iter().enumerate() {
+            let var = format!("REDACTION_SECRET_{n}");
+            by_env.extend(["--kafka-from-env".to_owned(), format!("{key}={var}")]);
+            env.push((var, secret.to_string()));
+            let file = temp_file("secret", &format!("{secret}\n"));
+            by_file.extend(["--kafka-from-file".to_owned(), format!("{key}={file}")]);
+            table.push_str(&format!("\"{key}\" = \"{secret}\"\n"));
+        }
+        let config = temp_file("streams.toml", &table);
+        let mut from_env = launch(&by_env);
+        for (var, secret) in &env {
+            from_env = from_env.env(var, secret);
+        }
+        tokio::join!(
+            shows_no_secret("--kafka", launch(&by_flag)),
+            shows_no_secret("--kafka-from-env", from_env),
+            shows_no_secret("--kafka-from-file", launch(&by_file)),
+            shows_no_secret("the config file", launch(&["--config".to_owned(), config])),
+        );
+    }
+
+    #[test]
+    fn start_up_errors_show_no_secret() {
+        let (key, secret) = SECRETS[0];
+        let bad_toml = temp_file(
+            "streams.toml",
+            &format!("[kafka]\n\"{key}\" = \"{secret}\n"),
+        );
+        let bad_type = temp_file(
+            "streams.toml",
+            &format!("[kafka]\n\"{key}\" = [\"{secret}\"]\n"),
+        );
+        let cases: [(&str, Vec<String>, &str); 6] = [
+            (
+                "a --kafka without '='",
+                vec!["--kafka".into(), format!("{key}:{secret}")],
+                "KEY=VALUE",
+            ),
+            (
+                "a property given twice",
+                vec![
+                    "--kafka".into(),
+                    format!("{key}={secret}"),
+                    "--kafka-from-env".into(),
+                    format!("{key}=SOME_VAR"),
+                ],
+                "twice",
+            ),
+            (
+                "a misspelt property librdkafka refuses",
+                vec!["--kafka".into(), format!("sasl.pasword={secret}")],
+                "sasl.pasword",
+            ),
+            (
+                "an unset environment variable",
+                vec!["--kafka-from-env".into(), format!("{key}=UNSET_{secret}")],
+                "is not set",
+            ),
+            (
+                "a config file that is not TOML",
+                vec!["--config".into(), bad_toml],
+                "line 2",
+            ),
+            (
+                "a config file value of the wrong type",
+                vec!["--config".into(), bad_type],
+                key,
+            ),
+        ];
+        for (what, args, named) in cases {
+            let (status, log) = launch(&args).start_expecting_exit();
+            assert!(!status.success(), "{what}: the service refuses to start");
+            assert!(log.contains(named), "{what}: {named:?} is named:\n{log}");
+            let shown = log.replace(&format!("UNSET_{secret}"), "UNSET_VAR");
+            assert_no_secret(what, &shown);
+        }
+    }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::service::{restartable_axum, Running};
-use support::{create_topic, produce};
+use support::{broker, create_topic, produce};
 
 /// How many EventSource clients follow the stream.
 const CROWD: usize = 1000;
@@ -146,14 +146,6 @@ fn sample_most_consumers(service: &Running) -> (tokio::task::JoinHandle<()>, Arc
         }
     });
     (sampler, most)
-}
-
-fn broker(action: &str) {
-    let dir = std::env::var("KAFKA_SSE_BROKER_DIR")
-        .expect("KAFKA_SSE_BROKER_DIR is set by scripts/with-kafka.sh");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka-broker.sh");
-    let status = Command::new(script).args([action, &dir]).status().unwrap();
-    assert!(status.success(), "kafka-broker.sh {action} failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::service::{client, Launch, Problem};
+use support::service::{client, clients_python, Launch, Problem};
 use support::{create_topic, id_json, produce, WAIT};
 
 /// Produces each event, as JSON, to partition 0 of `topic`, in order.
@@ -315,9 +315,10 @@ async fn streams_route_lists_configured_streams_with_topics_and_descriptions() {
     assert_eq!(
         streams,
         json!([
-            {"name": "recentchange", "topics": [topic], "description": "Every change",
-             "drop_canary": true},
-            {"name": "more", "topics": [topic, other], "description": "", "drop_canary": false},
+            {"name": "recentchange", "aliases": [], "topics": [topic],
+             "description": "Every change", "drop_canary": true},
+            {"name": "more", "aliases": [], "topics": [topic, other], "description": "",
+             "drop_canary": false},
         ])
     );
     let page = service.get("/").await;
@@ -588,15 +589,27 @@ async fn demo_cluster_streams_generated_recent_changes_and_refuses_time_lookups(
 
 #[tokio::test]
 async fn invalid_command_lines_exit_with_a_message() {
-    let cases: [(Launch, &str); 5] = [
+    let cases: [(Launch, &str); 8] = [
         (
             Launch::axum().arg("--stream").arg("no-equals"),
-            "NAME=TOPIC",
+            "NAME[|ALIAS...]=TOPIC",
         ),
         (Launch::axum(), "no streams"),
         (
             Launch::axum().args(["--stream", "a=t", "--stream", "a=u"]),
             "defined twice",
+        ),
+        (
+            Launch::axum().args(["--stream", "a|b=t", "--stream", "b=u"]),
+            "defined twice",
+        ),
+        (
+            Launch::axum().args(["--stream", "a|b=t", "--stream", "c|b=u"]),
+            "defined twice",
+        ),
+        (
+            Launch::axum().args(["--stream", "a|b c=t"]),
+            "stream alias \"b c\" must be non-empty",
         ),
         (
             Launch::axum().demo().args(["--ids", "timestamp"]),
@@ -644,4 +657,225 @@ async fn live_clients_arriving_together_share_one_consumer() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(released().await, 1.0, "twelve clients, one consumer");
+}
+
+#[tokio::test]
+async fn aliases_serve_their_stream_and_mix_with_names_reading_each_topic_once() {
+    let (topic, other) = (create_topic(1).await, create_topic(1).await);
+    let config = config_file(&format!(
+        r#"
+        [[stream]]
+        name = "recentchange"
+        aliases = ["mediawiki.recentchange", "rc"]
+        topics = ["{topic}"]
+        "#
+    ));
+    let service = Launch::axum()
+        .args([
+            "--config",
+            &config,
+            "--stream",
+            &format!("more|mediawiki.more={other}"),
+        ])
+        .start();
+    let streams: Value = service.get("/v2/streams").await.json().await.unwrap();
+    assert_eq!(
+        streams[0]["aliases"],
+        json!(["mediawiki.recentchange", "rc"])
+    );
+    assert_eq!(streams[1]["aliases"], json!(["mediawiki.more"]));
+
+    let mut by_alias = service.open("/v2/stream/mediawiki.recentchange").await;
+    let mut mixed = service
+        .open("/v2/stream/recentchange,mediawiki.recentchange,rc,mediawiki.more")
+        .await;
+    let start = id_json(mixed.headers["kafka-sse-start-id"].to_str().unwrap());
+    assert_eq!(
+        start.as_array().unwrap().len(),
+        2,
+        "each topic once: {start}"
+    );
+    produce_all(&topic, &[json!({"n": 0}), json!({"n": 2})]).await;
+    produce_all(&other, &[json!({"n": 1})]).await;
+    assert_eq!(numbers(&by_alias.json_until("n", &json!(2)).await), [0, 2]);
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        received.push(mixed.next_json().await);
+    }
+    let mut received = numbers(&received);
+    received.sort();
+    assert_eq!(received, [0, 1, 2], "every event once");
+
+    let unknown = service.problem("/v2/stream/rc,mediawiki.nothing").await;
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.detail().contains("mediawiki.nothing"));
+}
+
+#[tokio::test]
+async fn demo_serves_the_canonical_eventstreams_names_as_aliases() {
+    let service = Launch::axum().demo().start();
+    let streams: Value = service.get("/v2/streams").await.json().await.unwrap();
+    assert_eq!(streams[0]["aliases"], json!(["mediawiki.recentchange"]));
+    assert_eq!(streams[1]["aliases"], json!(["mediawiki.page-create"]));
+    let mut stream = service.open("/v2/stream/mediawiki.recentchange").await;
+    let event = stream.next_json().await;
+    assert!(
+        event["meta"]["topic"]
+            .as_str()
+            .unwrap()
+            .ends_with(".mediawiki.recentchange"),
+        "{event}"
+    );
+    drop(stream);
+    service.open("/v2/stream/mediawiki.page-create").await;
+}
+
+#[tokio::test]
+async fn openapi_spec_describes_every_stream_and_alias_and_passes_a_validator() {
+    let service = Launch::axum().demo().start();
+    let response = service.get("/?spec").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let text = response.text().await.unwrap();
+    let spec: Value = serde_json::from_str(&text).expect("the spec is JSON");
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3."),
+        "{spec}"
+    );
+
+    let paths = spec["paths"].as_object().unwrap();
+    for path in [
+        "/v2/stream/recentchange",
+        "/v2/stream/mediawiki.recentchange",
+        "/v2/stream/page-create",
+        "/v2/stream/mediawiki.page-create",
+        "/v2/stream/{streams}",
+        "/v2/streams",
+        "/metrics",
+        "/healthz",
+        "/",
+    ] {
+        assert!(paths.contains_key(path), "{path} in {:?}", paths.keys());
+    }
+    let recentchange = &paths["/v2/stream/recentchange"]["get"];
+    let description = recentchange["description"].as_str().unwrap();
+    for words in [
+        "eqiad.mediawiki.recentchange",
+        "codfw.mediawiki.recentchange",
+        "`mediawiki.recentchange`",
+        "Accept",
+    ] {
+        assert!(description.contains(words), "{words:?} in {description}");
+    }
+    let components = &spec["components"];
+    let resolve = |reference: &Value| {
+        let pointer = reference["$ref"].as_str().expect("a reference");
+        components
+            .pointer(pointer.trim_start_matches("#/components"))
+            .unwrap_or_else(|| panic!("{pointer} resolves"))
+            .clone()
+    };
+    let parameters: Vec<(String, String)> = recentchange["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let p = resolve(p);
+            (
+                p["name"].as_str().unwrap().into(),
+                p["in"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("since", "query"),
+        ("last-event-id", "query"),
+        ("filter", "query"),
+        ("Last-Event-ID", "header"),
+    ];
+    assert_eq!(
+        parameters,
+        expected.map(|(n, i)| (n.to_owned(), i.to_owned()))
+    );
+    let since = resolve(&recentchange["parameters"][0]);
+    assert!(since["description"].as_str().unwrap().contains("RFC 2822"));
+
+    let events = resolve(&recentchange["responses"]["200"]);
+    let formats: Vec<&String> = events["content"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        formats,
+        [
+            "text/event-stream",
+            "application/x-ndjson",
+            "application/json"
+        ]
+    );
+    assert!(events["description"].as_str().unwrap().contains("retry:"));
+    let composite = &paths["/v2/stream/{streams}"]["get"];
+    for status in ["400", "404", "429", "501", "503"] {
+        let problem = resolve(&composite["responses"][status]);
+        assert!(
+            problem["content"]["application/problem+json"].is_object(),
+            "{status}: {problem}"
+        );
+    }
+    assert!(resolve(&composite["responses"]["429"])["headers"]["Retry-After"].is_object());
+    let stream_schema = &components["schemas"]["Stream"]["properties"];
+    assert!(stream_schema["aliases"].is_object(), "{stream_schema}");
+
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("openapi-{:08x}.json", rand::random::<u32>()));
+    std::fs::write(&file, &text).unwrap();
+    let validated = std::process::Command::new(clients_python())
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .expect("openapi-spec-validator runs");
+    assert!(
+        validated.status.success(),
+        "openapi-spec-validator refused {}:\n{}{}",
+        file.display(),
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
+}
+
+#[tokio::test]
+async fn doc_page_renders_the_spec_from_local_assets_only() {
+    let service = Launch::axum().demo().start();
+    let page = service.get("/?doc").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let base = page.url().clone();
+    assert_eq!(base.path(), "/doc/");
+    let html = page.text().await.unwrap();
+
+    // Every script, style sheet and image the page loads is one of the service's own.
+    let assets: Vec<&str> = ["src=\"", "href=\""]
+        .iter()
+        .flat_map(|attribute| html.split(attribute).skip(1))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(assets.len() >= 3, "{html}");
+    let client = client();
+    let mut scripts = String::new();
+    for asset in assets {
+        assert!(
+            !asset.starts_with("http:") && !asset.starts_with("https:") && !asset.starts_with("//"),
+            "{asset} is not local"
+        );
+        let url = base.join(asset).unwrap();
+        assert_eq!(url.origin(), base.origin(), "{asset}");
+        let response = client.get(url.clone()).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        if asset.ends_with(".js") {
+            scripts.push_str(&response.text().await.unwrap());
+        }
+    }
+    // The page reads this service's document, and sends it to no online validator.
+    assert!(scripts.contains("\"/?spec\""), "the page reads /?spec");
+    assert!(scripts.contains("\"validatorUrl\": \"none\""));
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the four scenarios of BENCHMARKS.md one after another (each with its own broker) and
+# Runs the scenarios of BENCHMARKS.md one after another (each with its own broker) and
 # collects their tables in one file. Takes about half an hour with the default sizes.
 #
 # Usage: benches/run/all.sh
@@ -15,7 +15,7 @@ fi
 export SKIP_BUILD=1
 summary="${RESULTS_DIR:-$ROOT/target/bench-results}/all-$(date +%Y%m%d-%H%M%S).md"
 mkdir -p "$(dirname "$summary")"
-for scenario in drain fanout first-event slow-client; do
+for scenario in drain fanout first-event slow-client partitions; do
   echo "=== $scenario" >&2
   # Each script bounds its own steps; this bounds the whole scenario too.
   timeout --kill-after=60 7200 "$HERE/$scenario.sh" | tee -a "$summary"

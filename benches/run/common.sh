@@ -85,19 +85,29 @@ wait_listening() {
   done
 }
 
-# start_axum LOG NAME=TOPIC...: starts the crate's axum_service; sets SERVER_PID, SERVER_URL.
+# start_axum LOG NAME=TOPIC... [-- ARGS...]: starts the crate's axum_service, with ARGS
+# (such as --kafka KEY=VALUE) after the streams, against BROKERS (default KAFKA_BROKERS);
+# sets SERVER_PID, SERVER_URL.
 start_axum() {
   start_axum_binary "$AXUM_SERVICE" "$(free_port)" "$@"
 }
 
-# start_axum_binary BINARY PORT LOG NAME=TOPIC...: starts an axum_service binary (this
-# crate's, or one built from an older commit) on PORT; sets SERVER_PID, SERVER_URL.
+# start_axum_binary BINARY PORT LOG NAME=TOPIC... [-- ARGS...]: the same with another
+# axum_service binary (one built from an older commit, say) on PORT.
 start_axum_binary() {
   local binary="$1" port="$2" log_file="$3" args=()
   shift 3
-  for stream in "$@"; do args+=(--stream "$stream"); done
-  "$binary" --listen "127.0.0.1:$port" --brokers "$KAFKA_BROKERS" --max-connection-duration 0 \
-    "${args[@]}" >"$log_file" 2>&1 &
+  while (($#)); do
+    if [[ "$1" == -- ]]; then
+      shift
+      args+=("$@")
+      break
+    fi
+    args+=(--stream "$1")
+    shift
+  done
+  "$binary" --listen "127.0.0.1:$port" --brokers "${BROKERS:-$KAFKA_BROKERS}" \
+    --max-connection-duration 0 "${args[@]}" >"$log_file" 2>&1 &
   SERVER_PID=$!
   STARTED_PIDS+=("$SERVER_PID")
   SERVER_URL="http://127.0.0.1:$port"

@@ -1,14 +1,18 @@
 //! The streams a service offers, and how a request's comma-separated names and filters
 //! become the library's allow-list and filter.
+//!
+//! A stream may have aliases: other names for the same stream, as EventStreams serves
+//! `recentchange` also as `mediawiki.recentchange`. A request may mix names and aliases;
+//! each stream, and each topic, is read once.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use http::StatusCode;
 use kafka_sse::{FieldFilter, Filter, Message, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::cli::Cli;
 
@@ -16,11 +20,15 @@ use crate::cli::Cli;
 pub const MAX_STREAMS_PER_REQUEST: usize = 16;
 
 /// One named stream: what `/v2/streams` lists and `/v2/stream/{name}` reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Stream)]
 pub struct StreamDef {
     /// The name clients use in the URL.
     pub name: String,
+    /// Other names that serve the same stream.
+    #[serde(default)]
+    pub aliases: Vec<String>,
     /// The Kafka topics it reads.
     pub topics: Vec<String>,
     /// A sentence for people choosing a stream.
@@ -32,14 +40,6 @@ pub struct StreamDef {
     pub drop_canary: bool,
 }
 
-/// The `--config` file: `[[stream]]` tables.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[serde(default, rename = "stream")]
-    streams: Vec<StreamDef>,
-}
-
 /// The streams of one service, in the order they were configured.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -49,7 +49,8 @@ pub struct Catalog {
 /// What one request's stream names resolve to.
 #[derive(Debug, Clone)]
 pub struct Selection {
-    /// The names, joined by commas: the stream label in logs and metrics.
+    /// The streams' names (not the aliases asked for), joined by commas: the stream label
+    /// in logs and metrics.
     pub label: String,
     /// The union of the streams' topics: the request's allow-list.
     pub topics: Vec<String>,
@@ -58,19 +59,22 @@ pub struct Selection {
 }
 
 impl Catalog {
-    /// The streams from `--config` and `--stream`, or `defaults` when neither gives any.
+    /// The streams of the `--config` file (`from_file`) and of `--stream`, or `defaults`
+    /// when neither gives any.
     ///
     /// # Errors
     ///
-    /// An unreadable or invalid config file, a name or topic that is empty or not
-    /// `[A-Za-z0-9._-]`, or a name used twice.
-    pub fn from_cli(cli: &Cli, defaults: Vec<StreamDef>) -> anyhow::Result<Catalog> {
-        let mut streams = match &cli.config {
-            Some(path) => read_config(path)?,
-            None => Vec::new(),
-        };
+    /// A name, alias or topic that is empty or not `[A-Za-z0-9._-]`, or a name or alias
+    /// used twice.
+    pub fn from_cli(
+        cli: &Cli,
+        from_file: Vec<StreamDef>,
+        defaults: Vec<StreamDef>,
+    ) -> anyhow::Result<Catalog> {
+        let mut streams = from_file;
         streams.extend(cli.streams.iter().map(|arg| StreamDef {
             name: arg.name.clone(),
+            aliases: arg.aliases.clone(),
             topics: arg.topics.clone(),
             description: String::new(),
             drop_canary: false,
@@ -99,6 +103,15 @@ impl Catalog {
             if !names.insert(&stream.name) {
                 bail!("stream {:?} is defined twice", stream.name);
             }
+            for alias in &stream.aliases {
+                check_name("stream alias", alias)?;
+                if !names.insert(alias) {
+                    bail!(
+                        "{alias:?}, an alias of stream {:?}, is defined twice",
+                        stream.name
+                    );
+                }
+            }
         }
         Ok(Catalog { streams })
     }
@@ -108,11 +121,19 @@ impl Catalog {
         &self.streams
     }
 
-    /// Resolves `a,b,...` to the union of those streams' topics.
+    /// The stream named `name`, by its name or one of its aliases.
+    pub fn find(&self, name: &str) -> Option<&StreamDef> {
+        self.streams
+            .iter()
+            .find(|s| s.name == name || s.aliases.iter().any(|a| a == name))
+    }
+
+    /// Resolves `a,b,...`, names or aliases, to the union of those streams' topics.
     ///
     /// # Errors
     ///
-    /// A 404 problem naming the first unknown stream.
+    /// A 404 problem naming the first unknown stream, or a 400 for more than
+    /// [`MAX_STREAMS_PER_REQUEST`] names.
     pub fn select(&self, names: &str) -> Result<Selection, Problem> {
         if names.split(',').count() > MAX_STREAMS_PER_REQUEST {
             return Err(Problem::new(
@@ -128,20 +149,20 @@ impl Catalog {
         };
         let mut seen = BTreeSet::new();
         for name in names.split(',') {
-            let Some(stream) = self.streams.iter().find(|s| s.name == name) else {
+            let Some(stream) = self.find(name) else {
                 return Err(Problem::new(
                     StatusCode::NOT_FOUND,
                     "unknown-stream",
                     format!("there is no stream named {name:?}; GET /v2/streams lists them"),
                 ));
             };
-            if !seen.insert(name) {
+            if !seen.insert(&stream.name) {
                 continue;
             }
             if !selection.label.is_empty() {
                 selection.label.push(',');
             }
-            selection.label.push_str(name);
+            selection.label.push_str(&stream.name);
             for topic in &stream.topics {
                 if !selection.topics.contains(topic) {
                     selection.topics.push(topic.clone());
@@ -153,14 +174,6 @@ impl Catalog {
         }
         Ok(selection)
     }
-}
-
-fn read_config(path: &Path) -> anyhow::Result<Vec<StreamDef>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the stream config {}", path.display()))?;
-    let config: ConfigFile = toml::from_str(&text)
-        .with_context(|| format!("parsing the stream config {}", path.display()))?;
-    Ok(config.streams)
 }
 
 fn check_name(what: &str, name: &str) -> anyhow::Result<()> {

@@ -69,11 +69,14 @@ impl Demo {
         self.cluster.bootstrap_servers()
     }
 
-    /// The demo streams, offered when no stream is configured.
+    /// The demo streams, offered when no stream is configured, also under the canonical
+    /// EventStreams names (`mediawiki.recentchange`) that clients such as npm's
+    /// `wikimedia-streams` ask for.
     pub fn streams() -> Vec<StreamDef> {
         vec![
             StreamDef {
                 name: "recentchange".into(),
+                aliases: vec!["mediawiki.recentchange".into()],
                 topics: RECENTCHANGE_TOPICS
                     .iter()
                     .map(|(t, _)| t.to_string())
@@ -85,6 +88,7 @@ impl Demo {
             },
             StreamDef {
                 name: "page-create".into(),
+                aliases: vec!["mediawiki.page-create".into()],
                 topics: vec![PAGE_CREATE_TOPIC.0.into()],
                 description: "Pages created on the demo wikis; canary events included".into(),
                 drop_canary: false,

@@ -17,43 +17,66 @@
 //!     --max-connections-per-ip 4
 //! ```
 //!
-//! `--config streams.toml` describes streams in a file:
+//! A secured cluster takes librdkafka properties, secrets from the environment or a file:
+//!
+//! ```text
+//! KAFKA_PASSWORD=... cargo run --release --example axum_service -- \
+//!     --brokers broker-1.example.com:9093 --kafka security.protocol=SASL_SSL \
+//!     --kafka sasl.mechanism=SCRAM-SHA-512 --kafka sasl.username=kafka-sse \
+//!     --kafka-from-env sasl.password=KAFKA_PASSWORD --stream recentchange=recentchange
+//! ```
+//!
+//! `--config streams.toml` describes streams, and Kafka settings, in a file:
 //!
 //! ```toml
 //! [[stream]]
 //! name = "recentchange"
+//! aliases = ["mediawiki.recentchange"]   # other names for the same stream
 //! topics = ["eqiad.mediawiki.recentchange", "codfw.mediawiki.recentchange"]
 //! description = "Every change to every wiki"
 //! drop_canary = true   # keep monitoring's canary events (meta.domain "canary") out
+//!
+//! [kafka]              # any librdkafka property; the command line wins
+//! "security.protocol" = "SASL_SSL"
+//! "sasl.password" = { file = "/run/secrets/kafka-password" }   # or { env = "VAR" }
 //! ```
 //!
 //! Routes:
 //!
-//! - `GET /v2/stream/{a,b,...}`: the named streams' events together; query `since`,
-//!   `last-event-id` and repeatable `filter=FIELD=VALUE` / `filter=FIELD!=VALUE`.
-//! - `GET /v2/streams`: the streams as JSON, with their topics and descriptions.
+//! - `GET /v2/stream/{a,b,...}`: the named streams' events together (names or aliases);
+//!   query `since`, `last-event-id` and repeatable `filter=FIELD=VALUE` /
+//!   `filter=FIELD!=VALUE`.
+//! - `GET /v2/streams`: the streams as JSON, with their aliases, topics and descriptions.
 //! - `GET /metrics`: Prometheus text. `GET /healthz`: whether Kafka answers.
-//! - `GET /`: a page that shows a stream live in the browser.
+//! - `GET /`: a page that shows a stream live in the browser, with a chart of event counts.
+//! - `GET /?spec`: the OpenAPI document of the service, streams included; `GET /?doc`: a
+//!   page that renders it (Swagger UI, served from `/doc/`, no network needed).
 //!
 //! Every error is an `application/problem+json` body; `--help` lists the flags.
 //!
 //! The files, one concept each: `cli.rs` the flags; `service.rs` start-up and the stream
-//! route's one library call; `catalog.rs` the named streams and their filters; `limit.rs`
-//! the connection limits; `routes.rs` the axum router; `listener.rs` how connections are
-//! accepted; `shutdown.rs` graceful shutdown; `demo.rs` and `generator.rs` the embedded
-//! demo cluster and its events; `index.html` the web page.
+//! route's one library call; `config_file.rs` the `--config` file; `kafka_config.rs` the
+//! librdkafka properties and where secrets come from; `catalog.rs` the named streams, their
+//! aliases and filters; `limit.rs` the stream limits; `routes.rs` the axum router;
+//! `openapi.rs` the OpenAPI document and its page; `listener.rs` how the service listens;
+//! `server.rs` how connections are served, with their timeouts and caps; `shutdown.rs`
+//! graceful shutdown; `demo.rs` and `generator.rs` the embedded demo cluster and its
+//! events; `index.html` the web page.
 
 mod catalog;
 mod cli;
+mod config_file;
 mod demo;
 mod generator;
+mod kafka_config;
 mod limit;
 mod listener;
+mod openapi;
 mod routes;
+mod server;
 mod service;
 mod shutdown;
 
-use std::future::IntoFuture;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -62,8 +85,8 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Cli;
-use crate::listener::{Peer, StallLimitedListener};
 use crate::routes::{app, AppState};
+use crate::server::ServeOptions;
 use crate::service::{Service, Started};
 
 #[tokio::main]
@@ -90,10 +113,9 @@ async fn main() -> anyhow::Result<()> {
         metrics,
     });
 
-    // Serve; the first stdout line tells people and tests where. Connections whose client
-    // stopped reading are closed after --stalled-client-timeout.
-    let listener = StallLimitedListener::bind(cli.listen, cli.stalled_client_timeout())?;
-    let address = axum::serve::Listener::local_addr(&listener)?;
+    // Serve; the first stdout line tells people and tests where.
+    let listener = listener::bind(cli.listen)?;
+    let address = listener.local_addr()?;
     println!("listening on http://{address}");
     for stream in service.catalog().streams() {
         tracing::info!(
@@ -102,20 +124,38 @@ async fn main() -> anyhow::Result<()> {
             stream.name
         );
     }
+    // Connections: a head within --header-read-timeout, writes never blocked longer than
+    // --stalled-client-timeout, and at most --max-open-connections open (per address too).
+    let options = ServeOptions {
+        header_read_timeout: cli.header_read_timeout,
+        max_open: cli
+            .max_open_connections
+            .unwrap_or_else(|| server::default_max_open(256)),
+        max_open_per_ip: cli.max_open_connections_per_ip,
+        stalled: cli.stalled_client_timeout(),
+    };
+    tracing::info!(max = options.max_open, "open connection cap");
     // On SIGTERM or Ctrl-C: stop accepting, end every stream after a whole frame, and exit
     // once the responses are done, or after --shutdown-timeout.
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let sse = service.sse().clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(async move {
-            shutdown::signal().await;
-            sse.shutdown();
-            let _ = signalled.send(());
-        });
+    let server = server::serve(listener, app, options, async move {
+        shutdown::signal().await;
+        sse.shutdown();
+        let _ = signalled.send(());
+    });
     let on_signal = async {
         let _ = on_signal.await;
     };
-    shutdown::serve_with_grace(server.into_future(), on_signal, cli.shutdown_timeout).await?;
+    shutdown::serve_with_grace(
+        async {
+            server.await;
+            Ok(())
+        },
+        on_signal,
+        cli.shutdown_timeout,
+    )
+    .await?;
     tracing::info!("stopped");
     drop(demo);
     Ok(())

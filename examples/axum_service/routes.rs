@@ -1,14 +1,16 @@
-//! The service's routes: the stream, the stream list, metrics, health and the web page,
-//! with CORS for browsers on any origin and a problem document for every error.
+//! The service's routes: the stream, the stream list, metrics, health, the web page and the
+//! OpenAPI document with its documentation page, with CORS for browsers on any origin and a
+//! problem document for every error.
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use kafka_sse::{Problem, LAST_EVENT_ID_HEADER, START_ID_HEADER};
@@ -16,6 +18,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::listener::Peer;
+use crate::openapi;
 use crate::service::Service;
 
 /// What every handler shares.
@@ -29,8 +32,8 @@ pub struct AppState {
 
 /// The service's routes, for `main` and for tests that serve it themselves.
 ///
-/// Serve it with `into_make_service_with_connect_info::<Peer>()`: the per-IP limit
-/// needs the client's address.
+/// Requests need `ConnectInfo<Peer>` in their extensions (the server puts it there): the
+/// per-IP limit needs the client's address.
 pub fn app(state: AppState) -> Router {
     // Browsers on any origin may read the streams and resume them with Last-Event-ID, and
     // scripts may read where a stream started.
@@ -39,12 +42,18 @@ pub fn app(state: AppState) -> Router {
         .allow_methods([Method::GET])
         .allow_headers([LAST_EVENT_ID_HEADER])
         .expose_headers([START_ID_HEADER]);
+    // The OpenAPI document describes the streams configured now, at start-up.
+    let spec = openapi::document(state.service.catalog())
+        .to_pretty_json()
+        .map(Bytes::from)
+        .expect("an OpenAPI document always serializes");
     Router::new()
-        .route("/", get(index))
+        .route("/", get(move |query| index(query, spec.clone())))
         .route("/v2/stream/{streams}", get(stream))
         .route("/v2/streams", get(streams))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .merge(openapi::doc_page())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors)
@@ -92,9 +101,18 @@ async fn healthz(State(state): Shared) -> Response {
     }
 }
 
-/// `GET /`: the web page.
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
+/// `GET /`: the web page; `GET /?spec`: the OpenAPI document; `GET /?doc`: a redirect to
+/// the page that renders it.
+async fn index(RawQuery(query): RawQuery, spec: Bytes) -> Response {
+    let query = query.unwrap_or_default();
+    let asks = |key: &str| form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == key);
+    if asks("spec") {
+        ([(CONTENT_TYPE, "application/json")], spec).into_response()
+    } else if asks("doc") {
+        Redirect::to(openapi::DOC_PATH).into_response()
+    } else {
+        Html(include_str!("index.html")).into_response()
+    }
 }
 
 async fn not_found(parts: Parts) -> Response {

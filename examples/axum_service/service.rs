@@ -13,7 +13,9 @@ use kafka_sse::{
 
 use crate::catalog::{Catalog, EventFilter};
 use crate::cli::{Cli, Ids};
+use crate::config_file::ConfigFile;
 use crate::demo::Demo;
+use crate::kafka_config::KafkaSettings;
 use crate::limit::ConnectionLimits;
 
 /// The stream route's state, shared by every request.
@@ -42,10 +44,15 @@ impl Service {
     ///
     /// # Errors
     ///
-    /// An invalid stream configuration, a client configuration librdkafka rejects, a demo
-    /// cluster that does not start, or `--ids timestamp` on the demo cluster.
+    /// An unreadable or invalid config file, a malformed Kafka setting or a secret that
+    /// cannot be read, an invalid stream configuration, a client configuration librdkafka
+    /// rejects, a demo cluster that does not start, or `--ids timestamp` on the demo
+    /// cluster. No message shows a Kafka setting's value.
     pub fn start(cli: &Cli) -> anyhow::Result<Started> {
-        let (demo, bootstrap, defaults) = match cli.brokers() {
+        let file = ConfigFile::read(cli.config.as_deref())?;
+        let kafka = KafkaSettings::new(file.kafka(), &cli.kafka_args())?;
+        let brokers = cli.brokers().or(kafka.get("bootstrap.servers"));
+        let (demo, bootstrap, defaults) = match brokers {
             Some(brokers) => (None, brokers.to_owned(), Vec::new()),
             None => {
                 if cli.ids == Ids::Timestamp {
@@ -60,13 +67,18 @@ impl Service {
                 (Some(demo), bootstrap, Demo::streams())
             }
         };
-        let catalog = Catalog::from_cli(cli, defaults)?;
+        let catalog = Catalog::from_cli(cli, file.streams, defaults)?;
         if catalog.streams().is_empty() {
             bail!("no streams: give --stream NAME=TOPIC[,TOPIC...] or --config FILE");
         }
 
+        // Every librdkafka property given, then the brokers chosen above.
         let mut config = ClientConfig::new();
+        kafka.apply(&mut config);
         config.set("bootstrap.servers", &bootstrap);
+        if !kafka.is_empty() {
+            tracing::info!("kafka client settings: {kafka}");
+        }
         if demo.is_some() {
             // The mock cluster answers a fetch with no data only after the full wait
             // (librdkafka's default 500 ms), even when data arrives meanwhile.
@@ -76,13 +88,14 @@ impl Service {
             .deserializer(JsonWithMeta)
             .heartbeat(cli.heartbeat);
         builder = match cli.ids {
-            Ids::Offset => builder.event_ids(OffsetIds),
-            Ids::Timestamp => builder.event_ids(TimestampIds),
+            Ids::Offset => builder.event_ids(OffsetIds.with_form(cli.id_format.form())),
+            Ids::Timestamp => builder.event_ids(TimestampIds.with_form(cli.id_format.form())),
         };
         if let Some(duration) = cli.max_connection_duration() {
             builder = builder.max_connection_duration(duration);
         }
         let sse = builder.build().context("creating the Kafka client")?;
+        tokio::spawn(report_kafka(sse.clone()));
 
         let service = Service {
             sse,
@@ -158,6 +171,25 @@ impl Service {
             Some(filter) => request.filter(filter),
             None => request,
         })
+    }
+}
+
+/// Logs whether Kafka answers at start-up, and if not why (a refused password or
+/// certificate, say), so an operator sees a misconfiguration before the first request.
+async fn report_kafka(sse: KafkaSse) {
+    match sse.check_kafka().await {
+        Ok(()) => tracing::info!("kafka answers"),
+        Err(error) => {
+            let mut cause = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(error) = source {
+                cause = format!("{cause}: {error}");
+                source = error.source();
+            }
+            tracing::warn!(
+                "kafka does not answer at start-up; streams get 503 until it does: {cause}"
+            );
+        }
     }
 }
 

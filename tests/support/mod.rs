@@ -291,9 +291,20 @@ pub fn numbers(range: std::ops::Range<u32>) -> Vec<String> {
     range.map(|n| format!(r#"{{"n":{n}}}"#)).collect()
 }
 
-/// Parses an event id.
+/// Parses a JSON event id into its positions: the `"partitions"` count a followed topic's
+/// first entry carries (what `tests/growth.rs` checks) is left out, so ids compare by
+/// position alone.
 pub fn id_json(id: &str) -> serde_json::Value {
-    serde_json::from_str(id).unwrap_or_else(|_| panic!("ids are JSON: {id}"))
+    let mut value: serde_json::Value =
+        serde_json::from_str(id).unwrap_or_else(|_| panic!("ids are JSON: {id}"));
+    if let Some(entries) = value.as_array_mut() {
+        for entry in entries {
+            if let Some(fields) = entry.as_object_mut() {
+                fields.remove("partitions");
+            }
+        }
+    }
+    value
 }
 
 /// An expected id: the entries sorted by topic then partition, as every id is.
@@ -305,6 +316,21 @@ pub fn expected_id(mut entries: Vec<serde_json::Value>) -> serde_json::Value {
         )
     });
     serde_json::Value::Array(entries)
+}
+
+/// Runs `scripts/kafka-broker.sh ACTION` on the test broker (`stop`, `start`, `restart`):
+/// the broker keeps its port and data.
+///
+/// # Panics
+///
+/// When the script fails.
+pub fn broker(action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka-broker.sh");
+    let status = std::process::Command::new(script)
+        .args([action, &broker_dir()])
+        .status()
+        .expect("kafka-broker.sh runs");
+    assert!(status.success(), "kafka-broker.sh {action} failed");
 }
 
 /// The directory of the test broker, from `KAFKA_SSE_BROKER_DIR`, which

@@ -81,13 +81,45 @@ fn newest_input(binary: &Path) -> Option<SystemTime> {
         .max()
 }
 
+/// The python of the virtualenv that `scripts/install-test-clients.sh` fills with the
+/// Python clients and tools (requests-sse, sseclient-py, openapi-spec-validator).
+///
+/// # Panics
+///
+/// When it is missing.
+pub fn clients_python() -> PathBuf {
+    let cache = std::env::var("KAFKA_SSE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".cache/kafka-sse")
+        });
+    let python = cache.join("clients-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-test-clients.sh (scripts/test.sh does)",
+        python.display()
+    );
+    python
+}
+
 /// How to start an example service.
 #[derive(Debug, Clone)]
 pub struct Launch {
     example: Example,
     args: Vec<String>,
-    brokers: Option<String>,
+    brokers: Brokers,
     listen: String,
+    env: Vec<(String, String)>,
+}
+
+/// The `--brokers` a service is started with.
+#[derive(Debug, Clone)]
+enum Brokers {
+    /// The test broker's plaintext listener ([`brokers`]).
+    TestBroker,
+    /// None: the embedded demo cluster, or what the other arguments name.
+    Omitted,
+    Given(String),
 }
 
 impl Launch {
@@ -105,20 +137,34 @@ impl Launch {
         Launch {
             example,
             args: Vec::new(),
-            brokers: Some(brokers()),
+            brokers: Brokers::TestBroker,
             listen: "127.0.0.1:0".to_owned(),
+            env: Vec::new(),
         }
     }
 
-    /// Without brokers: the embedded demo cluster.
+    /// Without `--brokers`: the embedded demo cluster, unless `bootstrap.servers` is given
+    /// another way (`--kafka`, the config file).
     pub fn demo(mut self) -> Self {
-        self.brokers = None;
+        self.brokers = Brokers::Omitted;
         self
+    }
+
+    /// Without `--brokers`: the same as [`Launch::demo`], for a service told its brokers
+    /// another way.
+    pub fn without_brokers_flag(self) -> Self {
+        self.demo()
     }
 
     /// Against these brokers instead of the test broker.
     pub fn brokers(mut self, brokers: &str) -> Self {
-        self.brokers = Some(brokers.to_owned());
+        self.brokers = Brokers::Given(brokers.to_owned());
+        self
+    }
+
+    /// With this environment variable set for the service.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -153,8 +199,15 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(log).expect("a log file for the service"));
-        if let Some(brokers) = &self.brokers {
-            command.arg("--brokers").arg(brokers);
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
+        match &self.brokers {
+            Brokers::TestBroker => {
+                command.arg("--brokers").arg(brokers());
+            }
+            Brokers::Given(brokers) => {
+                command.arg("--brokers").arg(brokers);
+            }
+            Brokers::Omitted => {}
         }
         command
     }
@@ -232,6 +285,12 @@ fn log_path(example: Example) -> PathBuf {
 /// A `launch` for the axum service with one stream, on a loopback address fixed for all its
 /// calls: a restarted service comes back where its clients reconnect.
 pub fn restartable_axum(stream: &str, topic: &str) -> impl Fn() -> Running {
+    restartable_axum_with(stream, topic, &[])
+}
+
+/// [`restartable_axum`] with more command-line arguments.
+pub fn restartable_axum_with(stream: &str, topic: &str, args: &[&str]) -> impl Fn() -> Running {
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
     let address = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free loopback port")
@@ -242,6 +301,7 @@ pub fn restartable_axum(stream: &str, topic: &str) -> impl Fn() -> Running {
             .listen(address.clone())
             .arg("--stream")
             .arg(stream.clone())
+            .args(args.clone())
             .start()
     }
 }

@@ -304,6 +304,7 @@ impl Drained {
             "first_event_ms": self.first_event.as_secs_f64() * 1e3,
             "events_per_sec": rate(self.events as f64, secs),
             "mb_per_sec": rate(self.bytes as f64 / 1e6, secs),
+            "bytes_per_event": rate(self.bytes as f64, self.events as f64),
             "gaps": self.gaps,
             "reader_cpu_s": self.reader_cpu_s,
             "server_cpu_s": self.server_cpu_s,
