@@ -89,9 +89,14 @@ wait_listening() {
 # (such as --kafka KEY=VALUE) after the streams, against BROKERS (default KAFKA_BROKERS);
 # sets SERVER_PID, SERVER_URL.
 start_axum() {
-  local log_file="$1" port args=()
-  shift
-  port="$(free_port)"
+  start_axum_binary "$AXUM_SERVICE" "$(free_port)" "$@"
+}
+
+# start_axum_binary BINARY PORT LOG NAME=TOPIC... [-- ARGS...]: the same with another
+# axum_service binary (one built from an older commit, say) on PORT.
+start_axum_binary() {
+  local binary="$1" port="$2" log_file="$3" args=()
+  shift 3
   while (($#)); do
     if [[ "$1" == -- ]]; then
       shift
@@ -101,13 +106,13 @@ start_axum() {
     args+=(--stream "$1")
     shift
   done
-  "$AXUM_SERVICE" --listen "127.0.0.1:$port" --brokers "${BROKERS:-$KAFKA_BROKERS}" \
+  "$binary" --listen "127.0.0.1:$port" --brokers "${BROKERS:-$KAFKA_BROKERS}" \
     --max-connection-duration 0 "${args[@]}" >"$log_file" 2>&1 &
   SERVER_PID=$!
   STARTED_PIDS+=("$SERVER_PID")
   SERVER_URL="http://127.0.0.1:$port"
   wait_listening "$SERVER_PID" "$port"
-  log "axum_service pid $SERVER_PID at $SERVER_URL"
+  log "$(basename "$binary") pid $SERVER_PID at $SERVER_URL"
 }
 
 # start_kafkasse LOG NAME=TOPIC...: starts KafkaSSE's Node server; sets SERVER_PID, SERVER_URL.

@@ -93,22 +93,28 @@ struct ClientResult {
 }
 
 /// Follows the sequence numbers of one run, per partition (`seq % partitions`).
-#[derive(Debug)]
-struct Sequence {
+#[derive(Debug, Clone)]
+pub(crate) struct Sequence {
     next: Vec<Option<u64>>,
     partitions: u64,
 }
 
 impl Sequence {
-    fn new(partitions: u64, from_zero: bool) -> Self {
+    pub(crate) fn new(partitions: u64, from_zero: bool) -> Self {
         Sequence {
             next: (0..partitions).map(|p| from_zero.then_some(p)).collect(),
             partitions,
         }
     }
 
+    /// Whether every event numbered below `end` has been seen (or skipped, which `see`
+    /// reported as missing): each partition's next expected number is at least `end`.
+    pub(crate) fn has_all_below(&self, end: u64) -> bool {
+        self.next.iter().all(|next| next.is_some_and(|n| n >= end))
+    }
+
     /// Records `seq`; returns (new, missing before it).
-    fn see(&mut self, seq: u64) -> (bool, u64) {
+    pub(crate) fn see(&mut self, seq: u64) -> (bool, u64) {
         let slot = &mut self.next[(seq % self.partitions) as usize];
         let expected = slot.unwrap_or(seq);
         if seq < expected {
@@ -482,6 +488,7 @@ pub async fn run_clients(spec: ClientsSpec, label: &str) -> anyhow::Result<Value
         "clients_late": late.iter().filter(|&&l| l > 0).count(),
         "loadgen_cpu_s": window_cpu.0,
         "server_cpu_s": window_cpu.1,
+        "server_cpu_us_per_event": window_cpu.1.map(|cpu| rate(cpu * 1e6, received_in_window as f64)),
         "gaps_total": results.iter().map(|r| r.gaps).sum::<u64>(),
         "duplicates_total": results.iter().map(|r| r.duplicates).sum::<u64>(),
         "foreign_events": results.iter().map(|r| r.foreign).sum::<u64>(),
@@ -727,5 +734,20 @@ mod tests {
         assert_eq!(sequence.see(4), (true, 1));
         assert_eq!(sequence.see(2), (false, 0));
         assert_eq!(sequence.see(3), (true, 0));
+    }
+
+    #[test]
+    fn sequences_know_when_everything_below_a_number_has_come() {
+        let mut sequence = Sequence::new(2, true);
+        assert!(sequence.has_all_below(0));
+        assert!(!sequence.has_all_below(1));
+        sequence.see(0);
+        assert!(sequence.has_all_below(1));
+        assert!(!sequence.has_all_below(2));
+        sequence.see(2);
+        assert!(!sequence.has_all_below(3), "1 has not come");
+        sequence.see(1);
+        assert!(sequence.has_all_below(3));
+        assert!(!sequence.has_all_below(4));
     }
 }

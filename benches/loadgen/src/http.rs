@@ -89,8 +89,25 @@ pub enum Read {
     End,
 }
 
+/// A response whose status is not 200: an EventSource fails for good on it, where it
+/// retries after a network error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpStatus {
+    pub status: u16,
+    /// The start of the body, trimmed.
+    pub body: String,
+}
+
+impl std::fmt::Display for HttpStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {}: {}", self.status, self.body)
+    }
+}
+
+impl std::error::Error for HttpStatus {}
+
 /// Connects, sends the request and reads the response head; fails on a status other than
-/// 200. Every step is bounded by `limit`.
+/// 200 (with an [`HttpStatus`] error). Every step is bounded by `limit`.
 pub async fn open(
     target: &Target,
     options: &RequestOptions,
@@ -174,7 +191,11 @@ pub async fn open(
     }
     if status != 200 {
         let body = String::from_utf8_lossy(&buffer[head_end..filled]);
-        bail!("HTTP {status}: {}", body.trim());
+        return Err(HttpStatus {
+            status,
+            body: body.trim().to_owned(),
+        }
+        .into());
     }
     let ndjson = !content_type.starts_with("text/event-stream");
     let body = if chunked {
@@ -351,6 +372,65 @@ pub struct Event {
     pub error: bool,
 }
 
+/// What an EventSource keeps from one connection to the next (WHATWG HTML, "Interpreting
+/// an event stream"): the last event id, sent back as `Last-Event-ID`, and the
+/// reconnection time a `retry:` field set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventSourceState {
+    /// The last event ID string; empty until a frame carried an id.
+    pub last_id: String,
+    /// The reconnection time the server set, in milliseconds.
+    pub retry_ms: Option<u64>,
+    /// The `id:` of the frame being read: "If the field value does not contain U+0000
+    /// NULL, then set the last event ID buffer to the field value." It becomes the last
+    /// event id at the frame's blank line, whether or not the frame has data, so id-only
+    /// frames move the resume point; a frame cut off by the end of the stream does not.
+    id_buffer: Option<String>,
+}
+
+impl EventSourceState {
+    /// Starts a new connection: a frame left unfinished by the last one counts for nothing.
+    pub fn reconnecting(&mut self) {
+        self.id_buffer = None;
+    }
+
+    /// One field line (not a comment, not `data:` or `event:`).
+    fn field(&mut self, line: &[u8]) {
+        // "If the line contains a U+003A COLON character (:) ... Collect the characters on
+        // the line after the first U+003A COLON character (:) ... If value starts with a
+        // U+0020 SPACE character, remove it from value." A line without a colon is a field
+        // with an empty value.
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(at) => {
+                let value = &line[at + 1..];
+                (&line[..at], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"id" if !value.contains(&0) => {
+                self.id_buffer = Some(String::from_utf8_lossy(value).into_owned());
+            }
+            // "If the field value consists of only ASCII digits, then interpret the field
+            // value as an integer in base ten, and set the event stream's reconnection time
+            // to that integer. Otherwise, ignore the field."
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                if let Ok(ms) = std::str::from_utf8(value).unwrap_or_default().parse() {
+                    self.retry_ms = Some(ms);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The blank line that ends a frame.
+    fn dispatch(&mut self) {
+        if let Some(id) = self.id_buffer.take() {
+            self.last_id = id;
+        }
+    }
+}
+
 /// Cuts a body into events: SSE frames with data (comments and id-only frames are not
 /// events), or NDJSON lines.
 #[derive(Debug)]
@@ -362,6 +442,8 @@ pub struct EventParser {
     has_data: bool,
     /// Frames without data: `:ok`, heartbeats, id-only frames.
     pub other_frames: u64,
+    /// Ids and `retry:` followed as an EventSource does, when set.
+    pub eventsource: Option<EventSourceState>,
 }
 
 impl EventParser {
@@ -372,6 +454,7 @@ impl EventParser {
             current: Event::default(),
             has_data: false,
             other_frames: 0,
+            eventsource: None,
         }
     }
 
@@ -406,6 +489,9 @@ impl EventParser {
             return;
         }
         if line.is_empty() {
+            if let Some(state) = &mut self.eventsource {
+                state.dispatch();
+            }
             if self.has_data {
                 on_event(&self.current);
             } else {
@@ -422,6 +508,8 @@ impl EventParser {
             self.current.data_len += data.len();
         } else if let Some(name) = line.strip_prefix(b"event:") {
             self.current.error = name.trim_ascii() == b"error";
+        } else if let (Some(state), false) = (&mut self.eventsource, line.starts_with(b":")) {
+            state.field(line);
         }
     }
 }
@@ -470,6 +558,62 @@ mod tests {
         let (seen, _) = events(true, false, b"{\"seq\":1}\n\n{\"seq\":2}\n", 4);
         let seqs: Vec<_> = seen.iter().map(|e| e.stamp.seq).collect();
         assert_eq!(seqs, [Some(1), Some(2)]);
+    }
+
+    fn followed(wire: &[&[u8]], state: EventSourceState) -> (EventSourceState, usize) {
+        let mut parser = EventParser::new(false);
+        parser.eventsource = Some(state);
+        let mut seen = 0;
+        for part in wire {
+            parser.feed(part, &mut |_| seen += 1);
+        }
+        (parser.eventsource.unwrap(), seen)
+    }
+
+    #[test]
+    fn eventsource_ids_are_kept_at_the_end_of_each_frame_with_or_without_data() {
+        let (state, seen) = followed(
+            &[b":ok\n\nid: [1]\n\nevent: message\nid: [2]\ndata: {}\n\n"],
+            EventSourceState::default(),
+        );
+        assert_eq!((state.last_id.as_str(), seen), ("[2]", 1));
+        // A frame cut off by the end of the stream does not count; the next connection
+        // starts from the last complete one.
+        let (mut state, _) = followed(&[b"id: [3]\ndata: {}\n"], state);
+        assert_eq!(state.last_id, "[2]");
+        state.reconnecting();
+        let (state, _) = followed(&[b"\n"], state);
+        assert_eq!(state.last_id, "[2]");
+        // Frames without an id keep the last one; an id with NUL is ignored.
+        let (state, _) = followed(&[b"data: {}\n\nid: a\0b\n\n"], state);
+        assert_eq!(state.last_id, "[2]");
+        // "id" with no colon, or "id:" with nothing, empties it.
+        let (state, _) = followed(&[b"id\n\n"], state);
+        assert_eq!(state.last_id, "");
+    }
+
+    #[test]
+    fn eventsource_retry_takes_only_digits() {
+        let (state, _) = followed(&[b":busy\nretry: 1500\n\n"], EventSourceState::default());
+        assert_eq!(state.retry_ms, Some(1500));
+        let (state, _) = followed(&[b"retry: 2s\n\nretry:\n\nretry:-1\n\n"], state);
+        assert_eq!(state.retry_ms, Some(1500));
+        let (state, _) = followed(&[b"retry:700\r\n\r\n"], state);
+        assert_eq!(state.retry_ms, Some(700));
+    }
+
+    #[test]
+    fn non_200_answers_are_told_apart() {
+        let error: anyhow::Error = HttpStatus {
+            status: 503,
+            body: "busy".into(),
+        }
+        .into();
+        assert_eq!(
+            error.downcast_ref::<HttpStatus>().map(|s| s.status),
+            Some(503)
+        );
+        assert_eq!(format!("{error:#}"), "HTTP 503: busy");
     }
 
     #[test]

@@ -138,6 +138,8 @@ impl Produced {
 #[derive(Debug)]
 pub struct Feeder {
     stop: Arc<AtomicBool>,
+    /// Events handed to librdkafka so far.
+    sent: Arc<AtomicU64>,
     thread: std::thread::JoinHandle<anyhow::Result<Produced>>,
 }
 
@@ -148,11 +150,17 @@ impl Feeder {
         let run = spec.run.unwrap_or_else(|| rand::random::<u64>() >> 12);
         let factory = EventFactory::new(spec.sample.as_deref(), spec.size, run)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
         let thread = std::thread::Builder::new().name("feeder".into()).spawn({
-            let stop = stop.clone();
-            move || produce(&spec, &factory, &stop)
+            let (stop, sent) = (stop.clone(), sent.clone());
+            move || produce(&spec, &factory, &stop, &sent)
         })?;
-        Ok(Feeder { stop, thread })
+        Ok(Feeder { stop, sent, thread })
+    }
+
+    /// How many events have been sent so far: events `0..sent()` of the run.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Acquire)
     }
 
     /// Stops early, at the next event.
@@ -175,6 +183,7 @@ fn produce(
     spec: &ProduceSpec,
     factory: &EventFactory,
     stop: &AtomicBool,
+    sent: &AtomicU64,
 ) -> anyhow::Result<Produced> {
     let mut config = ClientConfig::new();
     config
@@ -228,6 +237,7 @@ fn produce(
         }
         bytes += payload.len() as u64;
         count += 1;
+        sent.store(count, Ordering::Release);
         producer.poll(Duration::ZERO);
         if let Some(at) = next_progress {
             if std::time::Instant::now() >= at {

@@ -20,17 +20,26 @@
 //!     --brokers 127.0.0.1:9092 --topic bench.live --rate 100 --server-pid "$SERVER_PID"
 //! $L first-event --url http://127.0.0.1:8092/v2/stream/live --trials 200 \
 //!     --brokers 127.0.0.1:9092 --topic bench.live --rate 100
+//! $L storm --url http://127.0.0.1:8092/v2/stream/storm --connections 10000 \
+//!     --brokers 127.0.0.1:9092 --topic bench.storm --rate 20 --control "$DIR" \
+//!     --server-pid "$SERVER_PID" --metrics-url http://127.0.0.1:8092/metrics
 //! ```
+//!
+//! `storm` holds EventSource-like clients through a restart of the server that another
+//! process (benches/run/restart-storm.sh) performs; see `storm.rs` for the hand-over.
 //!
 //! Many connections need many file descriptors: raise the limit first (`ulimit -n 20000`).
 
 mod clients;
 mod event;
+mod eventsource;
 mod http;
 mod kafka;
 mod probe;
 mod report;
 mod serve;
+mod server_watch;
+mod storm;
 
 use std::time::Duration;
 
@@ -173,6 +182,53 @@ enum Command {
         timeout: Duration,
         #[command(flatten)]
         feed: FeedArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Hold EventSource-like clients (last id, `retry:`, reconnection) through a restart
+    /// of the server, and measure how they all catch up.
+    Storm {
+        #[command(flatten)]
+        stream: StreamArgs,
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// First connections being set up at once.
+        #[arg(long, default_value_t = 100)]
+        connect_concurrency: usize,
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        connect_timeout: Duration,
+        /// Per-connection read buffer, in bytes.
+        #[arg(long, default_value_t = 16 * 1024)]
+        read_buffer: usize,
+        /// The reconnection time until the server sends `retry:`.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        default_retry: Duration,
+        /// Live production before the load generator writes `ready`.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        settle: Duration,
+        /// The directory of the hand-over files (ready, killed, restarting, restarted).
+        #[arg(long)]
+        control: std::path::PathBuf,
+        /// How long to wait for each step of the restart.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        restart_timeout: Duration,
+        /// How long clients get to catch up after the restart.
+        #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+        catch_up_timeout: Duration,
+        /// Production after every client caught up.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        after: Duration,
+        /// How long clients get for the last events once production stops.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        grace: Duration,
+        #[command(flatten)]
+        feed: FeedArgs,
+        /// The server's PID before the restart (the new one comes in `restarted`).
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// The server's Prometheus endpoint, for its `kafka_sse_consumers` gauge.
+        #[arg(long)]
+        metrics_url: Option<String>,
         #[command(flatten)]
         output: Output,
     },
@@ -440,6 +496,54 @@ async fn main() -> anyhow::Result<()> {
                 feed: feed.spec().await?,
             };
             let result = clients::run_first_event(spec, &output.label).await?;
+            emit(&result, output.json_out.as_deref())
+        }
+        Command::Storm {
+            stream,
+            connections,
+            connect_concurrency,
+            connect_timeout,
+            read_buffer,
+            default_retry,
+            settle,
+            control,
+            restart_timeout,
+            catch_up_timeout,
+            after,
+            grace,
+            feed,
+            server_pid,
+            metrics_url,
+            output,
+        } => {
+            let (target, request) = stream.target()?;
+            if stream.ndjson {
+                bail!("storm clients are EventSource clients: SSE only");
+            }
+            warn_about_fd_limit(connections);
+            let Some(feed_spec) = feed.spec().await? else {
+                bail!("storm produces its own events: give --brokers and --topic");
+            };
+            let spec = storm::StormSpec {
+                target,
+                request,
+                connections,
+                connect_concurrency,
+                connect_timeout,
+                read_buffer,
+                default_retry,
+                partitions: feed_spec.partitions as u64,
+                feed: feed_spec,
+                settle,
+                control,
+                restart_timeout,
+                catch_up_timeout,
+                after,
+                grace,
+                server_pid,
+                metrics_url,
+            };
+            let result = storm::run_storm(spec, &output.label).await?;
             emit(&result, output.json_out.as_deref())
         }
         Command::Serve {

@@ -69,8 +69,15 @@ impl Percentiles {
     }
 }
 
-/// Prints a result as indented JSON on stdout and appends it as one line to `file`.
+/// Prints a result as indented JSON on stdout and appends it as one line to `file`. The
+/// machine's one-minute load average at the end of the measurement is added as `loadavg`:
+/// on a shared machine it says how far to trust the figures.
 pub fn emit(result: &Value, file: Option<&str>) -> anyhow::Result<()> {
+    let mut result = result.clone();
+    if let (Some(object), Some(load)) = (result.as_object_mut(), load_average()) {
+        object.entry("loadavg").or_insert(json!(load));
+    }
+    let result = &result;
     println!("{}", serde_json::to_string_pretty(result)?);
     if let Some(path) = file {
         let mut out = std::fs::OpenOptions::new()
@@ -81,6 +88,16 @@ pub fn emit(result: &Value, file: Option<&str>) -> anyhow::Result<()> {
         writeln!(out, "{result}")?;
     }
     Ok(())
+}
+
+/// The one-minute load average (Linux).
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Renders the JSON lines of `input` as a Markdown table. A column is `KEY` or
