@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::consumer::MessageSource;
 use crate::growth::Following;
@@ -17,9 +18,15 @@ use crate::settings::Settings;
 use crate::shared_event::{Join, Subscription};
 use crate::PartitionPosition;
 
+/// How close together two clients resuming the same partitions must come to be taken for a
+/// crowd (a restart bringing every client back) rather than one client reading history.
+const CROWD_WINDOW: Duration = Duration::from_secs(2);
+
 /// Every hub of one [`KafkaSse`](crate::KafkaSse).
 pub(crate) struct FanOut {
     hubs: Arc<Registry>,
+    /// When a client last resumed each assignment from behind the live end.
+    resumed: Mutex<HashMap<HubKey, Instant>>,
     /// One lock per assignment whose hub is being started, so it is started once.
     starting: Mutex<HashMap<HubKey, Arc<tokio::sync::Mutex<()>>>>,
     settings: Settings,
@@ -29,6 +36,7 @@ impl FanOut {
     pub(crate) fn new(settings: Settings) -> Arc<Self> {
         Arc::new(FanOut {
             hubs: Arc::default(),
+            resumed: Mutex::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
             settings,
         })
@@ -79,13 +87,22 @@ impl FanOut {
         Join::Behind
     }
 
-    /// How many requests wait to start a hub for `key`, besides the one starting it.
-    pub(crate) fn waiting_to_start(&self, key: &HubKey) -> usize {
-        self.starting
+    /// Whether other clients resume these partitions too, so a catch-up hub is worth its
+    /// cost: some wait behind this one to start a hub, or one resumed within
+    /// [`CROWD_WINDOW`] (clients coming back after a restart arrive spread over seconds).
+    /// Records this resume.
+    pub(crate) fn resuming_in_a_crowd(&self, key: &HubKey) -> bool {
+        let waiting = self
+            .starting
             .lock()
             .expect("hub start lock")
             .get(key)
-            .map_or(0, |lock| Arc::strong_count(lock).saturating_sub(2))
+            .is_some_and(|lock| Arc::strong_count(lock) > 2);
+        let now = Instant::now();
+        let mut resumed = self.resumed.lock().expect("resume times lock");
+        resumed.retain(|_, at| now.duration_since(*at) < CROWD_WINDOW);
+        let recent = resumed.insert(key.clone(), now).is_some();
+        waiting || recent
     }
 
     /// Waits until no other request is starting the hub for `key`, and holds that right

@@ -94,8 +94,9 @@ impl Feed {
     /// - a client resuming (from an id or a time) resolves its start and joins a hub whose
     ///   recent events reach back to it, replaying them;
     /// - otherwise it starts a hub that later clients join: a live hub at the end, or,
-    ///   when other resuming clients wait behind it, a catch-up hub; a client resuming alone
-    ///   reads on its own consumer and joins a hub once it has caught up.
+    ///   when other clients resume the same partitions (waiting behind it, or within the
+    ///   last two seconds), a catch-up hub; a client resuming alone reads on its own
+    ///   consumer and joins a hub once it has caught up.
     ///
     /// Requests for the same partitions take turns at the last step, so clients that arrive
     /// together (a restart brings every client back at once) open one consumer between them.
@@ -173,9 +174,9 @@ impl Feed {
         };
         let source = sources.open_at(positions.clone()).await?;
         // A client resuming alone reads on its own consumer, at its own pace: a shared
-        // stream reads at Kafka's pace and costs its one client more per event. One with
-        // others waiting behind it for the same partitions starts a stream they join.
-        if !live && fan_out.waiting_to_start(&key) == 0 {
+        // stream reads at Kafka's pace and costs its one client more per event. One in a
+        // crowd resuming the same partitions starts a stream the others join.
+        if !live && !fan_out.resuming_in_a_crowd(&key) {
             let feed = feed(Current::Own(source), &positions);
             return Ok((positions, feed));
         }

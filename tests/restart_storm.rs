@@ -174,6 +174,7 @@ async fn a_crowd_comes_back_after_the_service_is_killed_with_every_event_once() 
 
     assert_eq!(summary["closed"], 0, "no client closed for good: {summary}");
     let most = *most.lock().unwrap();
+    eprintln!("{CROWD} resuming clients: {most} Kafka consumers at most; {summary}");
     assert!(
         (1.0..=CONSUMER_BOUND).contains(&most),
         "{most} Kafka consumers at once for {CROWD} resuming clients"
@@ -214,6 +215,7 @@ async fn a_crowd_comes_back_while_kafka_is_away_with_every_event_once() {
     assert_eq!(summary["closed"], 0, "no client closed for good: {summary}");
     assert!(refused > 0.0, "clients came back while Kafka was away");
     let most = *most.lock().unwrap();
+    eprintln!("{CROWD} resuming clients: {most} Kafka consumers at most; {summary}");
     assert!(
         most <= CONSUMER_BOUND,
         "{most} Kafka consumers at once for {CROWD} resuming clients"
