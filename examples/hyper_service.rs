@@ -44,6 +44,11 @@ struct Cli {
     #[arg(long = "stream", required = true, value_name = "NAME=TOPIC[,TOPIC...]")]
     #[arg(value_parser = parse_stream)]
     streams: Vec<(String, Vec<String>)>,
+    /// Any librdkafka property (`security.protocol`, `sasl.*`, `ssl.*`...). Repeatable.
+    /// Values on a command line show in process listings: `axum_service` also reads them
+    /// from the environment or a file.
+    #[arg(long = "kafka", value_name = "KEY=VALUE")]
+    kafka: Vec<String>,
 }
 
 fn parse_stream(value: &str) -> Result<(String, Vec<String>), String> {
@@ -88,6 +93,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &cli.brokers);
+    for property in &cli.kafka {
+        // The value may be a secret: the message names the key only.
+        let Some((key, value)) = property.split_once('=') else {
+            anyhow::bail!("--kafka takes KEY=VALUE; one has no '='");
+        };
+        config.set(key.trim(), value);
+    }
     let sse = KafkaSse::builder(config)
         .build()
         .context("creating the Kafka client")?;

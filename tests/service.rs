@@ -494,6 +494,7 @@ async fn hyper_service_mounts_named_streams_with_cors_and_problems() {
     let topic = create_topic(1).await;
     let service = Launch::hyper()
         .args(["--stream", &format!("rc={topic}")])
+        .args(["--kafka", "client.id=hyper-service-test"])
         .start();
     let mut stream = service.open("/v2/stream/rc").await;
     assert_eq!(stream.headers["access-control-allow-origin"], "*");
@@ -589,7 +590,7 @@ async fn demo_cluster_streams_generated_recent_changes_and_refuses_time_lookups(
 
 #[tokio::test]
 async fn invalid_command_lines_exit_with_a_message() {
-    let cases: [(Launch, &str); 8] = [
+    let cases: [(Launch, &str); 9] = [
         (
             Launch::axum().arg("--stream").arg("no-equals"),
             "NAME[|ALIAS...]=TOPIC",
@@ -616,6 +617,10 @@ async fn invalid_command_lines_exit_with_a_message() {
             "--brokers",
         ),
         (Launch::hyper(), "--stream"),
+        (
+            Launch::hyper().args(["--stream", "a=t", "--kafka", "sasl.password"]),
+            "--kafka takes KEY=VALUE",
+        ),
     ];
     for (launch, expected) in cases {
         let (status, log) = launch.start_expecting_exit();
