@@ -250,11 +250,19 @@ impl Error {
     }
 }
 
-/// `text` with the value of every credential-like property of `config` (passwords,
-/// secrets, tokens, keys, JAAS and OAUTHBEARER configurations, but not file paths,
-/// `*.location`) replaced by `[redacted]`.
-pub(crate) fn redact(text: &str, config: &rdkafka::ClientConfig) -> String {
-    let credential_keys = [
+/// Whether a librdkafka property holds a credential, by its name: passwords, secrets,
+/// tokens, keys, JAAS and OAUTHBEARER configurations, but not file paths (`*.location`).
+/// These are the values the crate keeps out of errors; a service can use the same test to
+/// keep them out of its logs and command lines.
+///
+/// ```
+/// assert!(kafka_sse::is_credential_property("sasl.password"));
+/// assert!(kafka_sse::is_credential_property("ssl.key.password"));
+/// assert!(!kafka_sse::is_credential_property("ssl.key.location"));
+/// assert!(!kafka_sse::is_credential_property("bootstrap.servers"));
+/// ```
+pub fn is_credential_property(key: &str) -> bool {
+    let hints = [
         "password",
         "secret",
         "token",
@@ -263,12 +271,17 @@ pub(crate) fn redact(text: &str, config: &rdkafka::ClientConfig) -> String {
         "key",
         "oauthbearer.config",
     ];
+    !key.ends_with(".location") && hints.iter().any(|hint| key.contains(hint))
+}
+
+/// `text` with the value of every credential property of `config`
+/// ([`is_credential_property`]) replaced by `[redacted]`.
+pub(crate) fn redact(text: &str, config: &rdkafka::ClientConfig) -> String {
     let mut text = text.to_owned();
     // `config_map` hides rdkafka's own list of sensitive values; `get` has them.
     for key in config.config_map().keys() {
-        let credential = credential_keys.iter().any(|hint| key.contains(hint));
         match config.get(key) {
-            Some(value) if credential && !key.ends_with(".location") && !value.is_empty() => {
+            Some(value) if is_credential_property(key) && !value.is_empty() => {
                 text = text.replace(value, "[redacted]");
             }
             _ => {}

@@ -211,7 +211,7 @@ pub use crate::builder::KafkaSseBuilder;
 pub use crate::deserializer::{
     deserializer_fn, BoxError, Deserializer, DeserializerFn, JsonPassThrough, RawUtf8,
 };
-pub use crate::error::{Error, Problem};
+pub use crate::error::{is_credential_property, Error, Problem};
 pub use crate::event_id::{event_id_fn, EventIdCodec, EventIdFn, IdForm, OffsetIds, TimestampIds};
 pub use crate::event_stream::EventStream;
 pub use crate::filter::{filter_fn, FieldFilter, Filter, FilterFn};

@@ -216,19 +216,10 @@ fn is_hidden(key: &str) -> bool {
     !SHOWN.contains(&key)
 }
 
-/// Whether a property holds a credential (passwords, secrets, tokens, private keys, JAAS
-/// and OAUTHBEARER configurations), which should not be given on the command line.
+/// Whether a property holds a credential (the library's [`kafka_sse::is_credential_property`])
+/// that is not among the shown ones: such values should not be given on the command line.
 fn is_credential(key: &str) -> bool {
-    let hints = [
-        "password",
-        "secret",
-        "token",
-        "jaas",
-        "credential",
-        "key",
-        "oauthbearer.config",
-    ];
-    !key.ends_with(".location") && hints.iter().any(|hint| key.contains(hint)) && is_hidden(key)
+    kafka_sse::is_credential_property(key) && is_hidden(key)
 }
 
 /// Collects the `[kafka]` table's entries: `"sasl.password" = "..."`, or dotted keys
