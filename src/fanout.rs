@@ -87,22 +87,34 @@ impl FanOut {
         Join::Behind
     }
 
-    /// Whether other clients resume these partitions too, so a catch-up hub is worth its
-    /// cost: some wait behind this one to start a hub, or one resumed within
-    /// [`CROWD_WINDOW`] (clients coming back after a restart arrive spread over seconds).
-    /// Records this resume.
-    pub(crate) fn resuming_in_a_crowd(&self, key: &HubKey) -> bool {
+    /// Records that a client starts resuming `key` from behind the live end, at the time
+    /// returned; also whether another did within [`CROWD_WINDOW`] before it.
+    pub(crate) fn note_resume(&self, key: &HubKey) -> (Instant, bool) {
+        let now = Instant::now();
+        let mut resumed = self.resumed.lock().expect("resume times lock");
+        resumed.retain(|_, at| now.duration_since(*at) < CROWD_WINDOW);
+        let before = resumed.insert(key.clone(), now).is_some();
+        (now, before)
+    }
+
+    /// Whether other clients resume these partitions together with one that started at
+    /// `since`, so a catch-up hub is worth its cost: some wait behind it to start a hub, or
+    /// one started resuming after it (clients coming back after a restart arrive spread
+    /// over seconds).
+    pub(crate) fn crowd_since(&self, key: &HubKey, since: Instant) -> bool {
         let waiting = self
             .starting
             .lock()
             .expect("hub start lock")
             .get(key)
             .is_some_and(|lock| Arc::strong_count(lock) > 2);
-        let now = Instant::now();
-        let mut resumed = self.resumed.lock().expect("resume times lock");
-        resumed.retain(|_, at| now.duration_since(*at) < CROWD_WINDOW);
-        let recent = resumed.insert(key.clone(), now).is_some();
-        waiting || recent
+        let later = self
+            .resumed
+            .lock()
+            .expect("resume times lock")
+            .get(key)
+            .is_some_and(|&at| at > since);
+        waiting || later
     }
 
     /// Waits until no other request is starting the hub for `key`, and holds that right

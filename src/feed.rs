@@ -140,6 +140,7 @@ impl Feed {
                 return Ok((positions, feed));
             }
         }
+        let resuming = (!live).then(|| fan_out.note_resume(&key));
         let resolved = if live {
             None
         } else {
@@ -176,7 +177,9 @@ impl Feed {
         // A client resuming alone reads on its own consumer, at its own pace: a shared
         // stream reads at Kafka's pace and costs its one client more per event. One in a
         // crowd resuming the same partitions starts a stream the others join.
-        if !live && !fan_out.resuming_in_a_crowd(&key) {
+        let in_a_crowd =
+            resuming.is_some_and(|(since, before)| before || fan_out.crowd_since(&key, since));
+        if !live && !in_a_crowd {
             let feed = feed(Current::Own(source), &positions);
             return Ok((positions, feed));
         }
